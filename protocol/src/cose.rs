@@ -5,6 +5,8 @@
 //! This module is generic COSE, used for the envelope and for the COSE working group's
 //! examples; [`crate::envelope`] adds Rapport's narrower profile.
 
+use std::cell::RefCell;
+
 use coset::{iana, CborSerializable, CoseSign1, CoseSign1Builder, Header, TaggedCborSerializable};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 
@@ -56,6 +58,68 @@ pub fn public_key(x: &[u8]) -> Result<VerifyingKey, Error> {
         return Err(Error::WeakKey);
     }
     Ok(key)
+}
+
+/// How many public keys each thread keeps parsed for [`public_key_cached`].
+pub const KEY_CACHE_SIZE: usize = 16;
+
+/// The valid keys most recently parsed on this thread, replaced round-robin.
+#[derive(Default)]
+struct KeyCache {
+    keys: Vec<([u8; 32], VerifyingKey)>,
+    next: usize,
+}
+
+thread_local! {
+    static KEYS: RefCell<KeyCache> = RefCell::new(KeyCache::default());
+}
+
+/// [`public_key`], remembering the last [`KEY_CACHE_SIZE`] valid keys parsed on this thread.
+///
+/// Decompressing a point costs about a tenth of a strict signature check, and a node hears
+/// from the same few keys over and over (a log has two). The cache holds only public data and
+/// the outcome of a pure function, so the answer is the same with or without it; invalid and
+/// weak keys are not cached and are refused afresh each time.
+pub(crate) fn public_key_cached(x: &[u8; 32]) -> Result<VerifyingKey, Error> {
+    let hit = KEYS.try_with(|cache| {
+        let cache = cache.try_borrow().ok()?;
+        cache.keys.iter().find(|(bytes, _)| bytes == x).map(|(_, key)| *key)
+    });
+    if let Ok(Some(key)) = hit {
+        return Ok(key);
+    }
+    let key = public_key(x)?;
+    // If the thread is shutting down there is no cache; the key is still valid.
+    let _ = KEYS.try_with(|cache| {
+        let Ok(mut cache) = cache.try_borrow_mut() else { return };
+        let slot = cache.next;
+        if slot < cache.keys.len() {
+            cache.keys[slot] = (*x, key);
+        } else {
+            cache.keys.push((*x, key));
+        }
+        cache.next = (slot + 1) % KEY_CACHE_SIZE;
+    });
+    Ok(key)
+}
+
+/// The COSE_Sign1 Sig_structure (RFC 9052 §4.4) with an empty external AAD, written directly:
+/// `["Signature1", protected, h'', payload]`. `protected_item` and `payload_item` are the two
+/// byte strings exactly as they appear in the envelope, heads included, so nothing is
+/// re-encoded. Equal to [`to_be_signed`] of the same message with `aad` empty.
+pub(crate) fn sig_structure(protected_item: &[u8], payload_item: &[u8]) -> Vec<u8> {
+    const CONTEXT: &[u8] = b"\x84\x6aSignature1";
+    let mut out = Vec::with_capacity(CONTEXT.len() + protected_item.len() + 1 + payload_item.len());
+    out.extend_from_slice(CONTEXT);
+    out.extend_from_slice(protected_item);
+    out.push(0x40);
+    out.extend_from_slice(payload_item);
+    out
+}
+
+/// Verifies a raw 64-byte Ed25519 signature over `tbs` under the strict rule.
+pub(crate) fn verify_raw(key: &VerifyingKey, tbs: &[u8], signature: &[u8; 64]) -> Result<(), Error> {
+    key.verify_strict(tbs, &Signature::from_bytes(signature)).map_err(|_| Error::BadSignature)
 }
 
 /// Parses tagged COSE_Sign1 bytes (no verification).

@@ -7,10 +7,11 @@
 //! message into a second id: [`open`] refuses any envelope that is not byte-for-byte the
 //! canonical encoding.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use coset::{iana, HeaderBuilder};
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use crate::cbor;
 use crate::cose;
@@ -76,36 +77,7 @@ impl Message {
 
     /// Checks envelope bytes completely; see spec §3.5 for the order of checks.
     pub fn open(bytes: &[u8]) -> Result<Message, Error> {
-        if bytes.len() > cbor::MAX_MESSAGE_SIZE {
-            return Err(Error::TooLarge { size: bytes.len(), max: cbor::MAX_MESSAGE_SIZE });
-        }
-        let sign1 = cose::parse_sign1(bytes)?;
-        cose::check_algorithm(&sign1)?;
-        let kid_bytes = &sign1.protected.header.key_id;
-        let kid = KeyId::from_slice(kid_bytes).ok_or(Error::Profile("kid must be a 32-byte Ed25519 key"))?;
-        let expected = protected_bytes(&kid);
-        if sign1.protected.original_data.as_deref() != Some(expected.as_slice()) {
-            return Err(Error::Profile("protected header must be exactly {1: -8, 4: kid}"));
-        }
-        if !sign1.unprotected.is_empty() {
-            return Err(Error::Profile("unprotected header must be empty"));
-        }
-        let Some(payload_bytes) = sign1.payload.as_deref() else {
-            return Err(Error::Profile("payload must be embedded"));
-        };
-        if sign1.signature.len() != 64 {
-            return Err(Error::Profile("signature must be 64 bytes"));
-        }
-        if canonical_envelope(&expected, payload_bytes, &sign1.signature) != bytes {
-            return Err(Error::NonDeterministic);
-        }
-        let key = cose::public_key(kid.as_bytes())?;
-        let payload = Payload::decode(payload_bytes)?;
-        if payload.header.from != kid {
-            return Err(Error::KeyMismatch { from: payload.header.from, kid });
-        }
-        cose::verify(&sign1, &key, &[])?;
-        Ok(Message { id: MessageId::of(bytes), bytes: bytes.into(), payload })
+        open_unverified(bytes)?.verify()
     }
 
     /// The message id: SHA-256 of [`Self::bytes`].
@@ -150,8 +122,143 @@ impl Message {
 
     /// The payload bytes inside the envelope.
     pub fn payload_bytes(&self) -> Vec<u8> {
+        if let Some(parts) = Parts::parse(&self.bytes) {
+            return parts.payload.to_vec();
+        }
         // The envelope was parsed when the message was made, so this cannot fail.
         cose::parse_sign1(&self.bytes).ok().and_then(|s| s.payload).unwrap_or_default()
+    }
+}
+
+/// A message that passed every check of spec §3.5 but, possibly, the last: the signature.
+/// [`crate::log`] checks the signatures of a whole log while it replays it.
+#[derive(Debug)]
+pub(crate) struct Unverified {
+    message: Message,
+    signature: SignatureCheck,
+}
+
+/// The signature check still owed for a message: key, signature and where the payload byte
+/// string lies in the envelope; `None` when the signature was already checked.
+#[derive(Debug)]
+pub(crate) struct SignatureCheck(Option<(VerifyingKey, [u8; 64], Range<usize>)>);
+
+impl SignatureCheck {
+    /// The last check of spec §3.5, the strict signature check, of `message` (the one this
+    /// check was made for).
+    pub(crate) fn check(&self, message: &Message) -> Result<(), Error> {
+        let Some((key, signature, payload_item)) = &self.0 else {
+            return Ok(());
+        };
+        let bytes = message.bytes();
+        let tbs = cose::sig_structure(&bytes[PROTECTED_ITEM], &bytes[payload_item.clone()]);
+        Ok(cose::verify_raw(key, &tbs, signature)?)
+    }
+}
+
+impl Unverified {
+    /// The message and the signature check still owed for it.
+    #[cfg_attr(not(feature = "parallel"), allow(dead_code))]
+    pub(crate) fn into_parts(self) -> (Message, SignatureCheck) {
+        (self.message, self.signature)
+    }
+
+    /// Checks the signature and returns the message.
+    pub(crate) fn verify(self) -> Result<Message, Error> {
+        self.signature.check(&self.message)?;
+        Ok(self.message)
+    }
+}
+
+/// Every check of [`Message::open`] but the signature. Envelopes in the one canonical shape
+/// are taken apart by hand; anything else goes through coset, which classifies the error
+/// exactly as before (no envelope outside that shape can pass the determinism check).
+pub(crate) fn open_unverified(bytes: &[u8]) -> Result<Unverified, Error> {
+    if bytes.len() > cbor::MAX_MESSAGE_SIZE {
+        return Err(Error::TooLarge { size: bytes.len(), max: cbor::MAX_MESSAGE_SIZE });
+    }
+    let Some(parts) = Parts::parse(bytes) else {
+        return Ok(Unverified { message: open_with_coset(bytes)?, signature: SignatureCheck(None) });
+    };
+    let kid = KeyId::from_bytes(*parts.kid);
+    let key = cose::public_key_cached(parts.kid)?;
+    let payload = Payload::decode(parts.payload)?;
+    if payload.header.from != kid {
+        return Err(Error::KeyMismatch { from: payload.header.from, kid });
+    }
+    Ok(Unverified {
+        message: Message { id: MessageId::of(bytes), bytes: bytes.into(), payload },
+        signature: SignatureCheck(Some((key, *parts.signature, parts.payload_item))),
+    })
+}
+
+/// [`Message::open`] through coset's parser, with the checks in the order of spec §3.5.
+fn open_with_coset(bytes: &[u8]) -> Result<Message, Error> {
+    let sign1 = cose::parse_sign1(bytes)?;
+    cose::check_algorithm(&sign1)?;
+    let kid_bytes = &sign1.protected.header.key_id;
+    let kid = KeyId::from_slice(kid_bytes).ok_or(Error::Profile("kid must be a 32-byte Ed25519 key"))?;
+    let expected = protected_bytes(&kid);
+    if sign1.protected.original_data.as_deref() != Some(expected.as_slice()) {
+        return Err(Error::Profile("protected header must be exactly {1: -8, 4: kid}"));
+    }
+    if !sign1.unprotected.is_empty() {
+        return Err(Error::Profile("unprotected header must be empty"));
+    }
+    let Some(payload_bytes) = sign1.payload.as_deref() else {
+        return Err(Error::Profile("payload must be embedded"));
+    };
+    if sign1.signature.len() != 64 {
+        return Err(Error::Profile("signature must be 64 bytes"));
+    }
+    if canonical_envelope(&expected, payload_bytes, &sign1.signature) != bytes {
+        return Err(Error::NonDeterministic);
+    }
+    let key = cose::public_key(kid.as_bytes())?;
+    let payload = Payload::decode(payload_bytes)?;
+    if payload.header.from != kid {
+        return Err(Error::KeyMismatch { from: payload.header.from, kid });
+    }
+    cose::verify(&sign1, &key, &[])?;
+    Ok(Message { id: MessageId::of(bytes), bytes: bytes.into(), payload })
+}
+
+/// Where the protected header's byte string (`58 26 a2 01 27 04 58 20 <kid>`) lies.
+const PROTECTED_ITEM: Range<usize> = 2..42;
+
+/// An envelope in the one shape [`canonical_envelope`] writes:
+/// `d2 84 58 26 a2 01 27 04 58 20 <kid> a0 <payload bstr, shortest head> 58 40 <signature>`.
+struct Parts<'a> {
+    kid: &'a [u8; 32],
+    payload: &'a [u8],
+    /// The payload byte string, head included, as a range of the envelope.
+    payload_item: Range<usize>,
+    signature: &'a [u8; 64],
+}
+
+impl<'a> Parts<'a> {
+    /// `Some` exactly when `bytes == canonical_envelope(protected_bytes(kid), payload, sig)`
+    /// for some kid, payload and 64-byte signature.
+    fn parse(bytes: &'a [u8]) -> Option<Parts<'a>> {
+        const HEAD: [u8; 10] = [0xd2, 0x84, 0x58, 0x26, 0xa2, 0x01, 0x27, 0x04, 0x58, 0x20];
+        let rest = bytes.strip_prefix(&HEAD)?;
+        let (kid, rest) = rest.split_first_chunk::<32>()?;
+        let rest = rest.strip_prefix(&[0xa0])?;
+        let (rest, signature) = rest.split_last_chunk::<64>()?;
+        let item = rest.strip_suffix(&[0x58, 0x40])?;
+        let (len, payload) = match item {
+            [h @ 0x40..=0x57, payload @ ..] => (usize::from(h - 0x40), payload),
+            [0x58, n, payload @ ..] if *n >= 24 => (usize::from(*n), payload),
+            [0x59, hi, lo, payload @ ..] if u16::from_be_bytes([*hi, *lo]) > 0xff => {
+                (usize::from(u16::from_be_bytes([*hi, *lo])), payload)
+            }
+            _ => return None,
+        };
+        if payload.len() != len {
+            return None;
+        }
+        let start = HEAD.len() + 32 + 1;
+        Some(Parts { kid, payload, payload_item: start..start + item.len(), signature })
     }
 }
 
@@ -210,6 +317,94 @@ mod tests {
             let sign1 = cose::parse_sign1(&coset_bytes).unwrap();
             let ours = canonical_envelope(&protected_bytes(&kid), &payload, &sign1.signature);
             assert_eq!(ours, coset_bytes, "payload length {len}");
+            if coset_bytes.len() <= cbor::MAX_MESSAGE_SIZE {
+                let parts = Parts::parse(&coset_bytes).unwrap();
+                assert_eq!(parts.payload, payload.as_slice());
+                assert_eq!(parts.kid, kid.as_bytes());
+                assert_eq!(parts.signature.as_slice(), sign1.signature.as_slice());
+                let tbs = cose::sig_structure(&coset_bytes[PROTECTED_ITEM], &coset_bytes[parts.payload_item]);
+                assert_eq!(tbs, cose::to_be_signed(&sign1, &[]), "Sig_structure, payload length {len}");
+            }
+        }
+    }
+
+    fn intent(key: &SigningKey, description: &str) -> Message {
+        let kid = KeyId::from_bytes(key.verifying_key().to_bytes());
+        let body = Body::Intent(crate::Intent {
+            title: "A quiet electric bike".into(),
+            description: description.into(),
+            tags: vec!["bikes".into()],
+            budget: None,
+        });
+        Message::seal(Payload { header: Header::public(kid, 1_700_000_000_000), body }, key).unwrap()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// The hand parser and the key cache change no verdict: every edit of a valid envelope
+        /// gets the same answer from `open` as from the coset path alone.
+        #[test]
+        fn open_agrees_with_the_coset_path(
+            len in 0usize..300,
+            edits in proptest::collection::vec(proptest::prelude::any::<(u8, usize, u8)>(), 1..3),
+        ) {
+            let key = SigningKey::from_bytes(&[3; 32]);
+            let mut bytes = intent(&key, &"d".repeat(len)).bytes().to_vec();
+            for (op, at, byte) in edits {
+                let at = at % (bytes.len() + 1);
+                match op % 3 {
+                    0 if at < bytes.len() => bytes[at] ^= byte | 1,
+                    1 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.insert(at, byte),
+                }
+            }
+            proptest::prop_assert_eq!(Message::open(&bytes), open_with_coset(&bytes));
+        }
+    }
+
+    #[test]
+    fn both_paths_accept_and_refuse_alike() {
+        let key = SigningKey::from_bytes(&[4; 32]);
+        for len in [0, 10, 200, 300] {
+            let m = intent(&key, &"x".repeat(len));
+            assert_eq!(Message::open(m.bytes()), Ok(m.clone()));
+            assert_eq!(open_with_coset(m.bytes()), Ok(m.clone()));
+            assert_eq!(m.payload_bytes(), m.payload().encode().unwrap());
+        }
+        // A small-order kid: refused by the cache path as by the plain one, every time.
+        let weak = KeyId::from_bytes(curve25519_dalek::edwards::CompressedEdwardsY::default().to_bytes());
+        let m = intent(&key, "");
+        let forged = canonical_envelope(&protected_bytes(&weak), &m.payload_bytes(), &[0; 64]);
+        for _ in 0..2 {
+            assert_eq!(Message::open(&forged), Err(Error::Cose(cose::Error::WeakKey)));
+        }
+        assert_eq!(open_with_coset(&forged), Err(Error::Cose(cose::Error::WeakKey)));
+    }
+
+    #[test]
+    fn hand_parser_declines_every_other_shape() {
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let kid = KeyId::from_bytes(key.verifying_key().to_bytes());
+        let good = canonical_envelope(&protected_bytes(&kid), &[0x41; 30], &[7; 64]);
+        assert!(Parts::parse(&good).is_some());
+        // Non-shortest payload length, truncated, extended, wrong signature length.
+        let mut long = good.clone();
+        long.splice(43..45, [0x59, 0x00, 0x1e]);
+        assert!(Parts::parse(&long).is_none());
+        assert!(Parts::parse(&good[..good.len() - 1]).is_none());
+        assert!(Parts::parse(&[good.as_slice(), &[0]].concat()).is_none());
+        let mut short_sig = good.clone();
+        short_sig.splice(good.len() - 66..good.len() - 64, [0x58, 0x3f]);
+        short_sig.pop();
+        assert!(Parts::parse(&short_sig).is_none());
+        // Every single-byte change of a fixed byte is declined.
+        for i in (0..43).filter(|i| !(10..42).contains(i)).chain([good.len() - 66, good.len() - 65]) {
+            let mut bad = good.clone();
+            bad[i] ^= 0x01;
+            assert!(Parts::parse(&bad).is_none(), "byte {i}");
         }
     }
 }

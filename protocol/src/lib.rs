@@ -31,8 +31,8 @@
 pub mod cbor;
 pub mod cose;
 pub mod envelope;
-pub mod log;
 mod id;
+pub mod log;
 pub mod message;
 pub mod problem;
 pub mod relationship;

@@ -47,9 +47,7 @@ pub const MAX_TERM_LEN: usize = 256;
 
 fn is_extension(s: &str) -> bool {
     let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("urn:"));
-    rest.is_some_and(|r| !r.is_empty())
-        && s.len() <= MAX_TERM_LEN
-        && s.bytes().all(|b| b.is_ascii_graphic())
+    rest.is_some_and(|r| !r.is_empty()) && s.len() <= MAX_TERM_LEN && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
 macro_rules! term {

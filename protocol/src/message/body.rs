@@ -469,7 +469,10 @@ impl Validate for Commission {
             (CommissionBasis::None, None, None) => Ok(()),
             (CommissionBasis::Flat, Some(m), None) => m.validate(),
             (CommissionBasis::Percent, None, Some(bp)) if bp <= 10_000 => Ok(()),
-            _ => Err("commission: none has no amount; flat has only amount; percent has only basis_points ≤ 10000".into()),
+            _ => {
+                Err("commission: none has no amount; flat has only amount; percent has only basis_points ≤ 10000"
+                    .into())
+            }
         }
     }
 }

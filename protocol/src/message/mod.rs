@@ -267,9 +267,7 @@ impl Payload {
         // "unsupported version", not as a schema violation.
         match field(&value, "v") {
             Some(Value::Integer(i)) if u64::try_from(*i) == Ok(VERSION) => {}
-            Some(Value::Integer(i)) => {
-                return Err(Error::UnsupportedVersion(u64::try_from(*i).unwrap_or(u64::MAX)))
-            }
+            Some(Value::Integer(i)) => return Err(Error::UnsupportedVersion(u64::try_from(*i).unwrap_or(u64::MAX))),
             _ => return Err(cbor::Error::Schema("v must be an unsigned integer".into()).into()),
         }
         let kind: Kind = match field(&value, "kind") {

@@ -12,8 +12,8 @@ mod rules;
 use std::collections::HashMap;
 use std::fmt;
 
-pub use rules::{Agreement, Grant};
 use rules::State;
+pub use rules::{Agreement, Grant};
 
 use crate::envelope::Message;
 use crate::id::{KeyId, MessageId, RelationshipId};
@@ -262,7 +262,8 @@ impl Relationship {
         if h.relationship != Some(self.id) {
             return Err(Error::new(Code::WrongRelationship, format!("message belongs to {:?}", h.relationship)));
         }
-        let sender = self.role_of(&h.from).ok_or_else(|| Error::new(Code::NotAParty, format!("{} is not a party", h.from)))?;
+        let sender =
+            self.role_of(&h.from).ok_or_else(|| Error::new(Code::NotAParty, format!("{} is not a party", h.from)))?;
         if h.to != Some(self.key(sender.other())) {
             return Err(Error::new(Code::WrongRecipient, "addressed to someone other than the other party"));
         }
@@ -351,7 +352,12 @@ impl Relationship {
             Body::Receipt(r) => {
                 match self.index.get(&r.message) {
                     Some(e) if e.role != sender => {}
-                    _ => return Err(Error::new(Code::UnknownReference, format!("no message {} from the other party", r.message))),
+                    _ => {
+                        return Err(Error::new(
+                            Code::UnknownReference,
+                            format!("no message {} from the other party", r.message),
+                        ))
+                    }
                 }
                 Event::Receipted { message: r.message }
             }

@@ -51,9 +51,7 @@ impl Agreement {
     pub fn end(&self) -> Option<Timestamp> {
         match self.terms.renewal {
             Renewal::Automatic => None,
-            Renewal::None | Renewal::OptIn => {
-                Some(self.start.saturating_add(self.terms.duration.saturating_mul(1000)))
-            }
+            Renewal::None | Renewal::OptIn => Some(self.start.saturating_add(self.terms.duration.saturating_mul(1000))),
         }
     }
 }
@@ -194,7 +192,9 @@ impl State {
                 require_phase(self.phase, &[Active, Separating], kind)?;
                 match self.reports.get(&c.report) {
                     None => reject(Code::UnknownReference, format!("no usage or impact report {}", c.report)),
-                    Some((by, _)) if *by == sender => reject(Code::NotPermitted, "a party cannot countersign its own report"),
+                    Some((by, _)) if *by == sender => {
+                        reject(Code::NotPermitted, "a party cannot countersign its own report")
+                    }
                     Some((_, Some(_))) => reject(Code::OutOfState, "report already countersigned"),
                     Some(_) => Ok(()),
                 }
@@ -207,7 +207,8 @@ impl State {
                 ShareContent::Data | ShareContent::Insight => {
                     require_phase(self.phase, &[Active], kind)?;
                     self.check_term_running(at, kind)?;
-                    let purpose = share.purpose.as_ref().ok_or_else(|| Error::new(Code::SchemaViolation, "no purpose"))?;
+                    let purpose =
+                        share.purpose.as_ref().ok_or_else(|| Error::new(Code::SchemaViolation, "no purpose"))?;
                     if self.grants.values().any(|g| g.covers(purpose, &share.categories, at)) {
                         Ok(())
                     } else {
@@ -312,7 +313,11 @@ impl State {
                 self.closure.get_or_insert(id);
                 advance(self, Phase::Closed);
             }
-            Body::DataShare(_) | Body::Introduction(_) | Body::Intent(_) | Body::Receipt(_) | Body::ProblemReport(_) => {}
+            Body::DataShare(_)
+            | Body::Introduction(_)
+            | Body::Intent(_)
+            | Body::Receipt(_)
+            | Body::ProblemReport(_) => {}
         }
         if self.phase != before {
             events.push(Event::PhaseChanged { from: before, to: self.phase });

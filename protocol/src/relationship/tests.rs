@@ -4,9 +4,9 @@ use ed25519_dalek::SigningKey;
 
 use super::*;
 use crate::message::{self as msg, Body, Header, Kind, Role};
-use msg::*;
 use crate::vocab::{Category, Purpose};
 use crate::{Digest32, Payload};
+use msg::*;
 
 const T0: Timestamp = 1_750_000_000_000;
 const DAY: u64 = 86_400_000;
@@ -16,8 +16,16 @@ pub(crate) fn terms(notice_days: u64) -> Terms {
         duration: 365 * 86_400,
         renewal: Renewal::None,
         notice_period: notice_days * 86_400,
-        price: Price { model: PriceModel::PerUsage, amount: Money::new("EUR", 25), metric: Some("kWh".into()), threshold: None },
-        data: DataTerms { purposes: vec![Purpose::new("dpv:ServiceProvision").unwrap()], categories: vec![Category::new("pd:Location").unwrap()] },
+        price: Price {
+            model: PriceModel::PerUsage,
+            amount: Money::new("EUR", 25),
+            metric: Some("kWh".into()),
+            threshold: None,
+        },
+        data: DataTerms {
+            purposes: vec![Purpose::new("dpv:ServiceProvision").unwrap()],
+            categories: vec![Category::new("pd:Location").unwrap()],
+        },
         portability: Portability { format: "application/json".into(), deadline: 30 * 86_400 },
         deletion_deadline: 30 * 86_400,
         exit_fee: Money::new("EUR", 0),
@@ -77,7 +85,12 @@ impl Pair {
 }
 
 fn offer() -> Body {
-    Body::Offer(Offer { title: "Solar panel lease".into(), description: String::new(), price: terms(0).price, terms: None })
+    Body::Offer(Offer {
+        title: "Solar panel lease".into(),
+        description: String::new(),
+        price: terms(0).price,
+        terms: None,
+    })
 }
 
 fn proposal(role: Role, t: Terms) -> Body {
@@ -122,53 +135,93 @@ fn full_lifecycle_emits_exact_events() {
     let events = p.send(Role::Customer, proposal(Role::Customer, terms(7))).unwrap();
     assert!(matches!(
         events.as_slice(),
-        [Event::Accepted { kind: Kind::TermsProposal, .. }, Event::PhaseChanged { from: Phase::Proposed, to: Phase::Negotiating }]
+        [
+            Event::Accepted { kind: Kind::TermsProposal, .. },
+            Event::PhaseChanged { from: Phase::Proposed, to: Phase::Negotiating }
+        ]
     ));
-    let prop = match events[0] { Event::Accepted { id, .. } => id, _ => unreachable!() };
+    let prop = match events[0] {
+        Event::Accepted { id, .. } => id,
+        _ => unreachable!(),
+    };
     let events = p.send(Role::Vendor, Body::TermsAcceptance(TermsAcceptance { proposal: prop })).unwrap();
-    let acc = match events[0] { Event::Accepted { id, .. } => id, _ => unreachable!() };
+    let acc = match events[0] {
+        Event::Accepted { id, .. } => id,
+        _ => unreachable!(),
+    };
     assert_eq!(
         events[1..],
-        [Event::Agreed { proposal: prop, acceptance: acc }, Event::PhaseChanged { from: Phase::Negotiating, to: Phase::Active }]
+        [
+            Event::Agreed { proposal: prop, acceptance: acc },
+            Event::PhaseChanged { from: Phase::Negotiating, to: Phase::Active }
+        ]
     );
     let g = p.ok(Role::Customer, grant());
     assert_eq!(p.rel.as_ref().unwrap().grants().len(), 1);
-    let report = p.ok(Role::Vendor, Body::UsageReport(Report { metric: "kWh".into(), unit: "kWh".into(), start: T0, end: T0 + DAY, value: 42 }));
+    let report = p.ok(
+        Role::Vendor,
+        Body::UsageReport(Report { metric: "kWh".into(), unit: "kWh".into(), start: T0, end: T0 + DAY, value: 42 }),
+    );
     let events = p.send(Role::Customer, Body::Countersignature(Countersignature { report })).unwrap();
     assert!(matches!(events[1], Event::Countersigned { report: r, .. } if r == report));
     p.ok(Role::Vendor, share());
-    p.ok(Role::Vendor, Body::Introduction(Introduction {
-        party: ThirdParty { name: "Roof Co".into(), key: None, contact: None },
-        offering: "roof inspection".into(),
-        commission: Commission { basis: CommissionBasis::None, amount: None, basis_points: None },
-    }));
+    p.ok(
+        Role::Vendor,
+        Body::Introduction(Introduction {
+            party: ThirdParty { name: "Roof Co".into(), key: None, contact: None },
+            offering: "roof inspection".into(),
+            commission: Commission { basis: CommissionBasis::None, amount: None, basis_points: None },
+        }),
+    );
     let events = p.send(Role::Customer, Body::ConsentRevocation(ConsentRevocation { grant: g, reason: None })).unwrap();
     assert!(matches!(events[1], Event::ConsentRevoked { grant, .. } if grant == g));
     assert_eq!(p.code(Role::Vendor, share()), Code::ConsentRequired, "revocation takes effect at once");
 
     let effective = p.now + 1000 + 7 * DAY;
     let loc = Category::new("pd:Location").unwrap();
-    let notice = p.ok(Role::Customer, Body::SeparationNotice(SeparationNotice {
-        effective,
-        reason: None,
-        disposition: vec![Disposition { category: loc.clone(), action: Action::ReturnAndDelete }],
-    }));
+    let notice = p.ok(
+        Role::Customer,
+        Body::SeparationNotice(SeparationNotice {
+            effective,
+            reason: None,
+            disposition: vec![Disposition { category: loc.clone(), action: Action::ReturnAndDelete }],
+        }),
+    );
     assert_eq!(p.phase(), Phase::Separating);
     assert_eq!(p.code(Role::Vendor, share()), Code::OutOfState);
     let export = Body::DataShare(DataShare {
-        content: ShareContent::Export, purpose: None, categories: vec![loc.clone()],
-        commitment: Digest32::commit(&[4; 32], b"export"), media_type: "application/json".into(), size: 6,
+        content: ShareContent::Export,
+        purpose: None,
+        categories: vec![loc.clone()],
+        commitment: Digest32::commit(&[4; 32], b"export"),
+        media_type: "application/json".into(),
+        size: 6,
     });
     p.ok(Role::Vendor, export);
     let bad = Body::DispositionStatement(DispositionStatement {
         notice,
-        items: vec![DispositionItem { category: loc.clone(), outcome: Outcome::Deleted, export: None, legal_basis: None, until: None }],
+        items: vec![DispositionItem {
+            category: loc.clone(),
+            outcome: Outcome::Deleted,
+            export: None,
+            legal_basis: None,
+            until: None,
+        }],
     });
     assert_eq!(p.code(Role::Vendor, bad), Code::IncompleteDisposition);
-    let stmt = p.ok(Role::Vendor, Body::DispositionStatement(DispositionStatement {
-        notice,
-        items: vec![DispositionItem { category: loc, outcome: Outcome::ReturnedAndDeleted, export: Some(Digest32::of(b"export")), legal_basis: None, until: None }],
-    }));
+    let stmt = p.ok(
+        Role::Vendor,
+        Body::DispositionStatement(DispositionStatement {
+            notice,
+            items: vec![DispositionItem {
+                category: loc,
+                outcome: Outcome::ReturnedAndDeleted,
+                export: Some(Digest32::of(b"export")),
+                legal_basis: None,
+                until: None,
+            }],
+        }),
+    );
     assert_eq!(p.code(Role::Vendor, Body::ClosureReceipt(ClosureReceipt { statement: stmt })), Code::NotPermitted);
     let events = p.send(Role::Customer, Body::ClosureReceipt(ClosureReceipt { statement: stmt })).unwrap();
     assert_eq!(events[1], Event::PhaseChanged { from: Phase::Separating, to: Phase::Closed });
@@ -215,9 +268,20 @@ fn negotiation_rules() {
     assert_eq!(p.code(Role::Customer, grant()), Code::OutOfState);
     let first = p.ok(Role::Customer, proposal(Role::Customer, terms(7)));
     assert_eq!(p.code(Role::Customer, Body::TermsAcceptance(TermsAcceptance { proposal: first })), Code::NotPermitted);
-    assert_eq!(p.code(Role::Vendor, proposal(Role::Customer, terms(7))), Code::NotPermitted, "role must be the sender's");
-    let counter = p.ok(Role::Vendor, Body::TermsRejection(TermsRejection { proposal: first, reason: "price".into(), counter: Some(terms(30)) }));
-    assert_eq!(p.code(Role::Vendor, Body::TermsAcceptance(TermsAcceptance { proposal: first })), Code::StaleProposal, "rejected");
+    assert_eq!(
+        p.code(Role::Vendor, proposal(Role::Customer, terms(7))),
+        Code::NotPermitted,
+        "role must be the sender's"
+    );
+    let counter = p.ok(
+        Role::Vendor,
+        Body::TermsRejection(TermsRejection { proposal: first, reason: "price".into(), counter: Some(terms(30)) }),
+    );
+    assert_eq!(
+        p.code(Role::Vendor, Body::TermsAcceptance(TermsAcceptance { proposal: first })),
+        Code::StaleProposal,
+        "rejected"
+    );
     assert_eq!(
         p.code(Role::Customer, Body::TermsAcceptance(TermsAcceptance { proposal: MessageId::from_bytes([0; 32]) })),
         Code::UnknownReference
@@ -243,9 +307,17 @@ fn expired_proposal_cannot_be_accepted() {
 fn notice_period_is_enforced() {
     let mut p = Pair::new();
     active(&mut p, 30);
-    let short = Body::SeparationNotice(SeparationNotice { effective: p.now + 1000 + 29 * DAY, reason: None, disposition: vec![] });
+    let short = Body::SeparationNotice(SeparationNotice {
+        effective: p.now + 1000 + 29 * DAY,
+        reason: None,
+        disposition: vec![],
+    });
     assert_eq!(p.code(Role::Vendor, short), Code::NoticeTooShort);
-    let ok = Body::SeparationNotice(SeparationNotice { effective: p.now + 1000 + 30 * DAY, reason: None, disposition: vec![] });
+    let ok = Body::SeparationNotice(SeparationNotice {
+        effective: p.now + 1000 + 30 * DAY,
+        reason: None,
+        disposition: vec![],
+    });
     p.ok(Role::Vendor, ok);
     assert_eq!(p.phase(), Phase::Separating);
 }
@@ -332,11 +404,20 @@ fn concurrent_messages_are_judged_by_the_senders_view() {
     p.ok(Role::Customer, grant());
     let base = p.rel.clone().unwrap();
     p.now += 1000;
-    let cust = p.make(Role::Customer, Body::DataShare(match share() {
-        Body::DataShare(mut s) => { s.content = ShareContent::Data; s }
-        _ => unreachable!(),
-    }));
-    let vend = p.make(Role::Vendor, Body::SeparationNotice(SeparationNotice { effective: p.now, reason: None, disposition: vec![] }));
+    let cust = p.make(
+        Role::Customer,
+        Body::DataShare(match share() {
+            Body::DataShare(mut s) => {
+                s.content = ShareContent::Data;
+                s
+            }
+            _ => unreachable!(),
+        }),
+    );
+    let vend = p.make(
+        Role::Vendor,
+        Body::SeparationNotice(SeparationNotice { effective: p.now, reason: None, disposition: vec![] }),
+    );
     let mut a = base.clone();
     a.handle(&cust, p.now, Policy::LIVE).unwrap();
     a.handle(&vend, p.now, Policy::LIVE).unwrap();
@@ -352,8 +433,14 @@ fn receipts_must_name_the_other_partys_message() {
     let mut p = Pair::new();
     let prop = active(&mut p, 0);
     let rel = p.rel.as_mut().unwrap();
-    let h = Header::ack(Some(rel.id()), KeyId::from_bytes(p.keys[1].verifying_key().to_bytes()), KeyId::from_bytes(p.keys[0].verifying_key().to_bytes()), p.now);
-    let ok = Message::seal(Payload { header: h.clone(), body: Body::Receipt(Receipt { message: prop }) }, &p.keys[1]).unwrap();
+    let h = Header::ack(
+        Some(rel.id()),
+        KeyId::from_bytes(p.keys[1].verifying_key().to_bytes()),
+        KeyId::from_bytes(p.keys[0].verifying_key().to_bytes()),
+        p.now,
+    );
+    let ok = Message::seal(Payload { header: h.clone(), body: Body::Receipt(Receipt { message: prop }) }, &p.keys[1])
+        .unwrap();
     assert_eq!(rel.handle(&ok, p.now, Policy::LIVE).unwrap(), vec![Event::Receipted { message: prop }]);
     let own = rel.last_id(Role::Vendor).unwrap();
     let bad = Message::seal(Payload { header: h, body: Body::Receipt(Receipt { message: own }) }, &p.keys[1]).unwrap();
