@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target of rapport-protocol (protocol/fuzz) for FUZZ_SECONDS seconds
+# each (default 5), after seeding each target's corpus from the spec's test vectors:
+#   envelope <- every `cose_hex`, payload <- every `payload_hex`,
+#   log      <- every sequence file's `messages`, as 4-byte big-endian length + envelope records.
+# Exits non-zero if any target crashes (the crashing input is left in
+# protocol/fuzz/artifacts/<target>/) or fails to build.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+seconds="${FUZZ_SECONDS:-5}"
+targets=(envelope payload log)
+
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+
+cd "$root/protocol"
+for t in "${targets[@]}"; do
+    mkdir -p "fuzz/corpus/$t"
+done
+
+python3 - "$root/spec/vectors" "fuzz/corpus" <<'PY'
+import hashlib, json, pathlib, struct, sys
+
+vectors, corpus = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+seeds = {"envelope": set(), "payload": set(), "log": set()}
+
+def unhex(v):
+    try:
+        return bytes.fromhex(v) if isinstance(v, str) else None
+    except ValueError:
+        return None
+
+def walk(node):
+    if isinstance(node, dict):
+        cose, payload = unhex(node.get("cose_hex")), unhex(node.get("payload_hex"))
+        if cose is not None:
+            seeds["envelope"].add(cose)
+            seeds["log"].add(struct.pack(">I", len(cose)) + cose)
+        if payload is not None:
+            seeds["payload"].add(payload)
+        messages = node.get("messages")
+        if isinstance(messages, list):
+            envelopes = [unhex(m.get("cose_hex")) for m in messages if isinstance(m, dict)]
+            seeds["log"].add(b"".join(struct.pack(">I", len(e)) + e for e in envelopes if e is not None))
+        for v in node.values():
+            walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            walk(v)
+
+files = sorted(vectors.glob("**/*.json")) if vectors.is_dir() else []
+for f in files:
+    try:
+        walk(json.loads(f.read_text()))
+    except (OSError, ValueError) as e:
+        print(f"fuzz.sh: skipping {f}: {e}", file=sys.stderr)
+for target, found in seeds.items():
+    for seed in found:
+        (corpus / target / ("vector-" + hashlib.sha1(seed).hexdigest())).write_bytes(seed)
+print(f"fuzz.sh: {len(files)} vector files; seeds: "
+      + ", ".join(f"{t} {len(s)}" for t, s in seeds.items()), file=sys.stderr)
+PY
+
+failed=()
+for t in "${targets[@]}"; do
+    echo "fuzz.sh: running $t for ${seconds}s" >&2
+    if ! cargo +nightly fuzz run "$t" "fuzz/corpus/$t" -- -max_total_time="$seconds"; then
+        failed+=("$t")
+    fi
+done
+
+if ((${#failed[@]})); then
+    echo "fuzz.sh: failed: ${failed[*]} (crashing inputs in protocol/fuzz/artifacts/)" >&2
+    exit 1
+fi
+echo "fuzz.sh: all targets ran ${seconds}s without a crash" >&2
