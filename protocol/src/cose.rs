@@ -50,10 +50,18 @@ pub fn okp_public_key(crv: &str, x: &[u8]) -> Result<VerifyingKey, Error> {
     }
 }
 
-/// Parses a 32-byte Ed25519 public key and refuses small-order keys.
+/// Parses a 32-byte Ed25519 public key as RFC 8032 §5.1.3 decodes it, and refuses small-order
+/// keys.
+///
+/// curve25519-dalek's decoder is more lenient than RFC 8032: it reduces a `y` ≥ p and ignores
+/// the sign bit when `x` = 0. Here an encoding is accepted only if it is the canonical encoding
+/// of the point it decodes to, which is exactly the RFC's rule (spec §3.3 step 1).
 pub fn public_key(x: &[u8]) -> Result<VerifyingKey, Error> {
     let bytes: [u8; 32] = x.try_into().map_err(|_| Error::InvalidKey)?;
     let key = VerifyingKey::from_bytes(&bytes).map_err(|_| Error::InvalidKey)?;
+    if key.to_edwards().compress().to_bytes() != bytes {
+        return Err(Error::InvalidKey);
+    }
     if key.is_weak() {
         return Err(Error::WeakKey);
     }
@@ -183,4 +191,46 @@ pub fn to_be_signed(sign1: &CoseSign1, aad: &[u8]) -> Vec<u8> {
 /// Encodes an untagged structure, for tests that compare intermediate bytes.
 pub fn encode_untagged(sign1: CoseSign1) -> Vec<u8> {
     sign1.to_vec().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The little-endian encoding of `y` = p + `k` (p = 2^255 - 19), sign bit `sign`.
+    fn unreduced(k: u8, sign: bool) -> [u8; 32] {
+        let mut b = [0xff; 32];
+        b[0] = 0xed + k;
+        b[31] = 0x7f | if sign { 0x80 } else { 0 };
+        b
+    }
+
+    #[test]
+    fn only_canonical_encodings_are_keys() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(public_key(&identity), Err(Error::WeakKey));
+        // The identity with the sign bit set (x = 0, "negative zero") and as y = p + 1.
+        let mut negative_zero = identity;
+        negative_zero[31] |= 0x80;
+        assert_eq!(public_key(&negative_zero), Err(Error::InvalidKey));
+        assert_eq!(public_key(&unreduced(1, false)), Err(Error::InvalidKey));
+        // Every y < 19 that decodes has an unreduced twin y + p, which is refused, whether the
+        // point has small order or not; at least one such point has large order.
+        let mut large = 0;
+        for k in 0..19u8 {
+            let mut canonical = [0u8; 32];
+            canonical[0] = k;
+            match public_key(&canonical) {
+                Ok(_) => large += 1,
+                Err(Error::WeakKey) => {}
+                Err(_) => continue,
+            }
+            assert_eq!(public_key(&unreduced(k, false)), Err(Error::InvalidKey), "y = p + {k}");
+        }
+        assert!(large > 0);
+        let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
+        assert_eq!(public_key(key.as_bytes()), Ok(key));
+        assert_eq!(public_key(&key.as_bytes()[1..]), Err(Error::InvalidKey));
+    }
 }

@@ -169,21 +169,22 @@ pub fn verify_messages(messages: &[Message]) -> Result<Verified, Error> {
         }
     };
     let rel_id = opener.header().relationship;
-    let parties: HashSet<KeyId> = [Some(opener.header().from), opener.header().to].into_iter().flatten().collect();
 
-    // Per-sender chains, sorted by seq, with forks and gaps named.
-    let mut chains: HashMap<KeyId, Vec<&Message>> = HashMap::new();
+    // Per-sender chains, the opener's first, sorted by seq, with forks and gaps named. The
+    // fixed order makes the verdict on a log with defects in both chains deterministic.
+    let senders: Vec<KeyId> = [Some(opener.header().from), opener.header().to].into_iter().flatten().collect();
+    let mut chains: Vec<Vec<&Message>> = vec![Vec::new(); senders.len()];
     for m in &chained {
         let h = m.header();
         if h.relationship != rel_id {
             return Err(err(Code::WrongRelationship, at(m), Some(m.id()), "message of another relationship"));
         }
-        if !parties.contains(&h.from) {
+        let Some(party) = senders.iter().position(|k| *k == h.from) else {
             return Err(err(Code::NotAParty, at(m), Some(m.id()), format!("{} is not a party", h.from)));
-        }
-        chains.entry(h.from).or_default().push(m);
+        };
+        chains[party].push(m);
     }
-    for chain in chains.values_mut() {
+    for chain in &mut chains {
         chain.sort_by_key(|m| m.header().seq);
         for (i, m) in chain.iter().enumerate() {
             let seq = m.header().seq;
@@ -198,7 +199,7 @@ pub fn verify_messages(messages: &[Message]) -> Result<Verified, Error> {
 
     // Merge the two chains in causal order: a message is ready once the message it acks has
     // been applied; between two ready messages, the earlier (created_at, sender, seq) goes first.
-    let mut queues: Vec<&[&Message]> = chains.values().map(Vec::as_slice).collect();
+    let mut queues: Vec<&[&Message]> = chains.iter().map(Vec::as_slice).collect();
     let mut applied: HashSet<MessageId> = HashSet::with_capacity(chained.len());
     let mut rel: Option<Relationship> = None;
     let total = chained.len();

@@ -582,7 +582,7 @@ impl Validate for DispositionItem {
         if returned != self.export.is_some() {
             return Err("export hash is required for, and only for, returned outcomes".into());
         }
-        if retained != (self.legal_basis.is_some() && self.until.is_some()) {
+        if retained != self.legal_basis.is_some() || retained != self.until.is_some() {
             return Err("legal_basis and until are required for, and only for, retained".into());
         }
         self.legal_basis.as_deref().map_or(Ok(()), |b| text("legal_basis", b, true))
