@@ -200,12 +200,15 @@ pub fn verify_messages(messages: &[Message]) -> Result<Verified, Error> {
     // Merge the two chains in causal order: a message is ready once the message it acks has
     // been applied; between two ready messages, the earlier (created_at, sender, seq) goes first.
     let mut queues: Vec<&[&Message]> = chains.iter().map(Vec::as_slice).collect();
+    // An ack that names no chained message of the log (absent, or an acknowledgement) never
+    // holds a message back: the replay refuses it with `bad-ack`.
+    let chained_ids: HashSet<MessageId> = chained.iter().map(|m| m.id()).collect();
     let mut applied: HashSet<MessageId> = HashSet::with_capacity(chained.len());
     let mut rel: Option<Relationship> = None;
     let total = chained.len();
     for _ in 0..total {
         let ready = |q: &&[&Message]| {
-            q.first().is_some_and(|m| m.header().ack.is_none_or(|a| applied.contains(&a) || !position.contains_key(&a)))
+            q.first().is_some_and(|m| m.header().ack.is_none_or(|a| applied.contains(&a) || !chained_ids.contains(&a)))
         };
         let next = queues
             .iter()
