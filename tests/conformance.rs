@@ -197,7 +197,8 @@ fn sig01_signing_reproduces_the_output() {
         unsigned.payload.expect("the example's payload is embedded"),
         &signing_key,
         b"",
-    );
+    )
+    .unwrap();
     assert_eq!(hex::encode_upper(&signed), text(&example, "/output/cbor"));
 }
 
@@ -218,7 +219,7 @@ fn sig01_output_verifies_under_x() {
         Some(coset::ContentType::Assigned(iana::CoapContentFormat::TextPlainUtf8))
     );
     // Re-encoding what was parsed gives the bytes received.
-    assert_eq!(cose::encode_tagged(verified), output);
+    assert_eq!(cose::encode_tagged(verified).unwrap(), output);
 
     // The same message under another key, or with an external AAD it was not signed with, fails.
     let other = SigningKey::from_bytes(&[7; 32]).verifying_key();

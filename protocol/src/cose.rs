@@ -167,7 +167,13 @@ pub fn verify_bytes(bytes: &[u8], key: &VerifyingKey, aad: &[u8]) -> Result<Cose
 
 /// Builds and signs a tagged COSE_Sign1. Ed25519 is deterministic, so the same inputs always
 /// give the same bytes.
-pub fn sign(protected: Header, unprotected: Header, payload: Vec<u8>, key: &SigningKey, aad: &[u8]) -> Vec<u8> {
+pub fn sign(
+    protected: Header,
+    unprotected: Header,
+    payload: Vec<u8>,
+    key: &SigningKey,
+    aad: &[u8],
+) -> Result<Vec<u8>, Error> {
     let sign1 = CoseSign1Builder::new()
         .protected(protected)
         .unprotected(unprotected)
@@ -178,9 +184,8 @@ pub fn sign(protected: Header, unprotected: Header, payload: Vec<u8>, key: &Sign
 }
 
 /// Encodes a COSE_Sign1 with its tag.
-pub fn encode_tagged(sign1: CoseSign1) -> Vec<u8> {
-    // A CoseSign1 built from bytes or a builder always encodes; the fallback is unreachable.
-    sign1.to_tagged_vec().unwrap_or_default()
+pub fn encode_tagged(sign1: CoseSign1) -> Result<Vec<u8>, Error> {
+    sign1.to_tagged_vec().map_err(|e| Error::Malformed(e.to_string()))
 }
 
 /// The Sig_structure ("ToBeSigned") bytes of a COSE_Sign1 (RFC 9052 §4.4).
@@ -189,8 +194,8 @@ pub fn to_be_signed(sign1: &CoseSign1, aad: &[u8]) -> Vec<u8> {
 }
 
 /// Encodes an untagged structure, for tests that compare intermediate bytes.
-pub fn encode_untagged(sign1: CoseSign1) -> Vec<u8> {
-    sign1.to_vec().unwrap_or_default()
+pub fn encode_untagged(sign1: CoseSign1) -> Result<Vec<u8>, Error> {
+    sign1.to_vec().map_err(|e| Error::Malformed(e.to_string()))
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ impl Message {
             return Err(Error::KeyMismatch { from: payload.header.from, kid });
         }
         let encoded = payload.encode()?;
-        let bytes = cose::sign(protected_header(&kid), coset::Header::default(), encoded, key, &[]);
+        let bytes = cose::sign(protected_header(&kid), coset::Header::default(), encoded, key, &[])?;
         Ok(Message { id: MessageId::of(&bytes), bytes: bytes.into(), payload })
     }
 
@@ -313,7 +313,8 @@ mod tests {
         let kid = KeyId::from_bytes(key.verifying_key().to_bytes());
         for len in [0usize, 5, 23, 24, 255, 256, 70_000] {
             let payload = vec![0x41; len];
-            let coset_bytes = cose::sign(protected_header(&kid), coset::Header::default(), payload.clone(), &key, &[]);
+            let coset_bytes =
+                cose::sign(protected_header(&kid), coset::Header::default(), payload.clone(), &key, &[]).unwrap();
             let sign1 = cose::parse_sign1(&coset_bytes).unwrap();
             let ours = canonical_envelope(&protected_bytes(&kid), &payload, &sign1.signature);
             assert_eq!(ours, coset_bytes, "payload length {len}");

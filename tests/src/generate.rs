@@ -117,7 +117,7 @@ fn intent() -> Body {
         title: "Solar panels for a terraced house".into(),
         description: "South-facing roof, about 20 m². Looking for a lease with maintenance; no data resale.".into(),
         tags: vec!["solar".into(), "energy".into(), "lease".into()],
-        budget: Some(eur(4_000_00)),
+        budget: Some(eur(400_000)),
     })
 }
 
