@@ -72,6 +72,10 @@ impl Message {
         }
         let encoded = payload.encode()?;
         let bytes = cose::sign(protected_header(&kid), coset::Header::default(), encoded, key, &[])?;
+        // Never hand out a message every receiver (this one included) would refuse.
+        if bytes.len() > cbor::MAX_MESSAGE_SIZE {
+            return Err(Error::TooLarge { size: bytes.len(), max: cbor::MAX_MESSAGE_SIZE });
+        }
         Ok(Message { id: MessageId::of(&bytes), bytes: bytes.into(), payload })
     }
 
@@ -364,6 +368,21 @@ mod tests {
             }
             proptest::prop_assert_eq!(Message::open(&bytes), open_with_coset(&bytes));
         }
+    }
+
+    #[test]
+    fn seal_refuses_what_open_would_refuse_as_too_large() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let kid = KeyId::from_bytes(key.verifying_key().to_bytes());
+        // Every field within its own limit, the whole over the envelope limit.
+        let body = Body::Intent(crate::Intent {
+            title: "big".into(),
+            description: String::new(),
+            tags: vec!["t".repeat(crate::message::MAX_TEXT); 16],
+            budget: None,
+        });
+        let sealed = Message::seal(Payload { header: Header::public(kid, 1_700_000_000_000), body }, &key);
+        assert!(matches!(sealed, Err(Error::TooLarge { max: cbor::MAX_MESSAGE_SIZE, .. })), "{sealed:?}");
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub enum Error {
     Cbor(#[from] cbor::Error),
     /// The version field names a version this implementation does not speak.
     #[error("unsupported protocol version {0}")]
-    UnsupportedVersion(u64),
+    UnsupportedVersion(i128),
     /// The kind is not one this version defines.
     #[error("unknown message kind {0:?}")]
     UnknownKind(String),
@@ -267,7 +267,7 @@ impl Payload {
         // "unsupported version", not as a schema violation.
         match field(&value, "v") {
             Some(Value::Integer(i)) if u64::try_from(*i) == Ok(VERSION) => {}
-            Some(Value::Integer(i)) => return Err(Error::UnsupportedVersion(u64::try_from(*i).unwrap_or(u64::MAX))),
+            Some(Value::Integer(i)) => return Err(Error::UnsupportedVersion(i128::from(*i))),
             _ => return Err(cbor::Error::Schema("v must be an unsigned integer".into()).into()),
         }
         let kind: Kind = match field(&value, "kind") {
