@@ -1,1 +1,1083 @@
+//! Payload encoding (spec §3.1, §4, §5): every kind round-trips through deterministic CBOR, the
+//! header rules of §4.2 and the body rules of §5 are enforced on both encode and decode, and
+//! each malformed payload is refused with the error §4.2 names, in its order of checks.
 
+use ciborium::Value;
+
+use super::*;
+use crate::cbor::{self, check_canonical, decode_canonical, decode_value, MAX_MESSAGE_SIZE};
+use crate::id::Digest32;
+use crate::vocab::{Category, Purpose};
+
+const AT: Timestamp = 1_750_000_000_000;
+const DAY_S: u64 = 86_400;
+
+fn customer() -> KeyId {
+    KeyId::from_bytes([0xc1; 32])
+}
+
+fn vendor() -> KeyId {
+    KeyId::from_bytes([0x7e; 32])
+}
+
+fn rel() -> RelationshipId {
+    RelationshipId::from_bytes([0x42; 16])
+}
+
+fn mid(n: u8) -> MessageId {
+    MessageId::from_bytes([n; 32])
+}
+
+fn purpose(s: &str) -> Purpose {
+    Purpose::new(s).unwrap()
+}
+
+fn category(s: &str) -> Category {
+    Category::new(s).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures: one realistic payload per kind.
+
+fn terms() -> Terms {
+    Terms {
+        duration: 365 * DAY_S,
+        renewal: Renewal::Automatic,
+        notice_period: 30 * DAY_S,
+        price: Price {
+            model: PriceModel::PerUsage,
+            amount: Money::new("EUR", 12),
+            metric: Some("kWh".into()),
+            threshold: Some(100),
+        },
+        data: DataTerms {
+            purposes: vec![purpose("dpv:ServiceProvision"), purpose("https://solar.example/purposes/forecast")],
+            categories: vec![category("pd:Location"), category("urn:example:meter-reading")],
+        },
+        portability: Portability { format: "application/json".into(), deadline: 30 * DAY_S },
+        deletion_deadline: 90 * DAY_S,
+        exit_fee: Money::new("EUR", 0),
+    }
+}
+
+fn upfront(minor_units: u64) -> Price {
+    Price { model: PriceModel::Upfront, amount: Money::new("EUR", minor_units), metric: None, threshold: None }
+}
+
+fn retained(cat: &str) -> DispositionItem {
+    DispositionItem {
+        category: category(cat),
+        outcome: Outcome::Retained,
+        export: None,
+        legal_basis: Some("§147 AO: invoices are kept ten years".into()),
+        until: Some(AT + 10 * 365 * DAY_S * 1000),
+    }
+}
+
+/// A realistic body of `kind`.
+fn body(kind: Kind) -> Body {
+    match kind {
+        Kind::Offer => Body::Offer(Offer {
+            title: "Solar panel lease".into(),
+            description: "Twelve panels, installed and maintained — Wartung inklusive.".into(),
+            price: upfront(4_900),
+            terms: Some(terms()),
+        }),
+        Kind::Intent => Body::Intent(Intent {
+            title: "A quiet electric bike".into(),
+            description: "Commuting 12 km a day; must fit a narrow stairwell.".into(),
+            tags: vec!["bikes".into(), "électrique".into()],
+            budget: Some(Money::new("EUR", 250_000)),
+        }),
+        Kind::TermsProposal => Body::TermsProposal(TermsProposal { role: Role::Customer, terms: terms() }),
+        Kind::TermsAcceptance => Body::TermsAcceptance(TermsAcceptance { proposal: mid(1) }),
+        Kind::TermsRejection => Body::TermsRejection(TermsRejection {
+            proposal: mid(1),
+            reason: "The exit fee is too high.".into(),
+            counter: Some(Terms { exit_fee: Money::new("EUR", 0), renewal: Renewal::OptIn, ..terms() }),
+        }),
+        Kind::ConsentGrant => Body::ConsentGrant(ConsentGrant {
+            purposes: vec![purpose("dpv:ServiceProvision"), purpose("dpv:ServiceOptimisation")],
+            categories: vec![category("pd:Location"), category("urn:example:meter-reading")],
+            third_party_sharing: false,
+            retention: 90 * DAY_S,
+            expires: Some(AT + 365 * DAY_S * 1000),
+        }),
+        Kind::ConsentRevocation => {
+            Body::ConsentRevocation(ConsentRevocation { grant: mid(2), reason: Some("Moving house.".into()) })
+        }
+        Kind::UsageReport => Body::UsageReport(Report {
+            metric: "kWh".into(),
+            unit: "kWh".into(),
+            start: AT - 30 * DAY_S * 1000,
+            end: AT,
+            value: 412,
+        }),
+        Kind::ImpactReport => Body::ImpactReport(Report {
+            metric: "co2_avoided".into(),
+            unit: "kg".into(),
+            start: AT - 365 * DAY_S * 1000,
+            end: AT,
+            value: 1_870,
+        }),
+        Kind::Countersignature => Body::Countersignature(Countersignature { report: mid(3) }),
+        Kind::DataShare => Body::DataShare(DataShare {
+            content: ShareContent::Insight,
+            purpose: Some(purpose("dpv:ServiceOptimisation")),
+            categories: vec![category("pd:Location")],
+            commitment: Digest32::commit(&[9; 32], b"{\"tilt\": 32}"),
+            media_type: "application/json".into(),
+            size: 12,
+        }),
+        Kind::Introduction => Body::Introduction(Introduction {
+            party: ThirdParty {
+                name: "Roof & Gutter Co".into(),
+                key: Some(KeyId::from_bytes([0x33; 32])),
+                contact: Some("https://roof.example/rapport".into()),
+            },
+            offering: "Roof inspection before installation".into(),
+            commission: Commission { basis: CommissionBasis::Percent, amount: None, basis_points: Some(250) },
+        }),
+        Kind::SeparationNotice => Body::SeparationNotice(SeparationNotice {
+            effective: AT + 30 * DAY_S * 1000,
+            reason: Some("Selling the house.".into()),
+            disposition: vec![
+                Disposition { category: category("pd:Location"), action: Action::Delete },
+                Disposition { category: category("urn:example:meter-reading"), action: Action::ReturnAndDelete },
+                Disposition { category: category("pd:Financial"), action: Action::Return },
+            ],
+        }),
+        Kind::DispositionStatement => Body::DispositionStatement(DispositionStatement {
+            notice: mid(4),
+            items: vec![
+                DispositionItem {
+                    category: category("pd:Location"),
+                    outcome: Outcome::Deleted,
+                    export: None,
+                    legal_basis: None,
+                    until: None,
+                },
+                DispositionItem {
+                    category: category("urn:example:meter-reading"),
+                    outcome: Outcome::ReturnedAndDeleted,
+                    export: Some(Digest32::of(b"export bundle")),
+                    legal_basis: None,
+                    until: None,
+                },
+                retained("pd:Financial"),
+            ],
+        }),
+        Kind::ClosureReceipt => Body::ClosureReceipt(ClosureReceipt { statement: mid(5) }),
+        Kind::Receipt => Body::Receipt(Receipt { message: mid(6) }),
+        Kind::ProblemReport => Body::ProblemReport(ProblemReport {
+            code: "stale-proposal".into(),
+            message: Some(mid(7)),
+            text: "proposal was superseded".into(),
+        }),
+    }
+}
+
+/// A chained header: the customer's message `seq` in [`rel`], acknowledging the vendor.
+fn chained(seq: u64) -> Header {
+    Header {
+        relationship: Some(rel()),
+        from: customer(),
+        to: Some(vendor()),
+        seq,
+        prev: (seq > 1).then(|| mid((seq as u8).wrapping_add(0x50))),
+        ack: Some(mid(0x99)),
+        created_at: AT,
+        expires_at: None,
+        reply_to: None,
+    }
+}
+
+/// The header a message of `kind` usually has.
+fn header(kind: Kind) -> Header {
+    match kind.class() {
+        Class::Public => Header::public(customer(), AT),
+        Class::Opening => Header::opening(rel(), vendor(), customer(), AT).with_expiry(AT + 7 * DAY_S * 1000),
+        Class::Chained => chained(3),
+        Class::Ack => Header::ack(Some(rel()), customer(), vendor(), AT),
+    }
+}
+
+fn sample(kind: Kind) -> Payload {
+    Payload { header: header(kind), body: body(kind) }
+}
+
+/// More payloads: the other header shapes and the optional fields and alternatives of the
+/// bodies, so that every branch of the schema is encoded at least once.
+fn variants() -> Vec<Payload> {
+    let mut out: Vec<Payload> = Kind::ALL.iter().map(|&k| sample(k)).collect();
+    let with = |header: Header, body: Body| Payload { header, body };
+    let public_offer =
+        Body::Offer(Offer { title: "Bike service".into(), description: String::new(), price: upfront(0), terms: None });
+    out.push(with(Header::public(vendor(), AT).with_reply_to(mid(8)).with_expiry(AT), public_offer.clone()));
+    out.push(with(chained(2), public_offer));
+    out.push(with(
+        Header::public(customer(), 0),
+        Body::Intent(Intent { title: "x".into(), description: String::new(), tags: vec![], budget: None }),
+    ));
+    for price in [
+        upfront(u64::MAX),
+        Price { model: PriceModel::PerUsage, amount: Money::new("USD", 3), metric: Some("GB".into()), threshold: None },
+        Price {
+            model: PriceModel::PerImpact,
+            amount: Money::new("CHF", 50_000),
+            metric: Some("kg CO₂".into()),
+            threshold: Some(1000),
+        },
+    ] {
+        let mut t = terms();
+        t.price = price;
+        t.data = DataTerms { purposes: vec![], categories: vec![] };
+        t.renewal = Renewal::None;
+        out.push(with(chained(1), Body::TermsProposal(TermsProposal { role: Role::Vendor, terms: t })));
+    }
+    out.push(with(
+        chained(7),
+        Body::TermsRejection(TermsRejection { proposal: mid(1), reason: String::new(), counter: None }),
+    ));
+    out.push(with(chained(7), Body::ConsentRevocation(ConsentRevocation { grant: mid(2), reason: None })));
+    for (content, purpose) in [(ShareContent::Data, Some(purpose("dpv:CustomerCare"))), (ShareContent::Export, None)] {
+        out.push(with(
+            chained(u64::MAX),
+            Body::DataShare(DataShare {
+                content,
+                purpose,
+                categories: vec![category("pd:Name"), category("pd:EmailAddress")],
+                commitment: Digest32::of(b""),
+                media_type: "text/csv".into(),
+                size: 0,
+            }),
+        ));
+    }
+    for commission in [
+        Commission { basis: CommissionBasis::None, amount: None, basis_points: None },
+        Commission { basis: CommissionBasis::Flat, amount: Some(Money::new("EUR", 2_000)), basis_points: None },
+        Commission { basis: CommissionBasis::Percent, amount: None, basis_points: Some(10_000) },
+    ] {
+        out.push(with(
+            chained(9),
+            Body::Introduction(Introduction {
+                party: ThirdParty { name: "Ana".into(), key: None, contact: None },
+                offering: "Bookkeeping".into(),
+                commission,
+            }),
+        ));
+    }
+    out.push(with(
+        chained(9),
+        Body::SeparationNotice(SeparationNotice { effective: AT, reason: None, disposition: vec![] }),
+    ));
+    out.push(with(chained(9), Body::DispositionStatement(DispositionStatement { notice: mid(4), items: vec![] })));
+    out.push(with(
+        chained(9),
+        Body::DispositionStatement(DispositionStatement {
+            notice: mid(4),
+            items: vec![DispositionItem {
+                category: category("pd:Health"),
+                outcome: Outcome::Returned,
+                export: Some(Digest32::of(b"bundle")),
+                legal_basis: None,
+                until: None,
+            }],
+        }),
+    ));
+    // Acknowledgements: with `ack` (allowed and ignored), and a problem report about unreadable
+    // bytes, which has `to` but no `rel`.
+    let mut h = Header::ack(Some(rel()), vendor(), customer(), AT);
+    h.ack = Some(mid(0x98));
+    out.push(with(h, Body::Receipt(Receipt { message: mid(6) })));
+    out.push(with(
+        Header::ack(None, vendor(), customer(), AT),
+        Body::ProblemReport(ProblemReport { code: "malformed".into(), message: None, text: String::new() }),
+    ));
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+/// Encodes without the header and body checks, so that decoding can be tested on payloads
+/// that [`Payload::encode`] would refuse.
+fn encode_unchecked(p: &Payload) -> Vec<u8> {
+    let h = &p.header;
+    let wire = Wire {
+        v: VERSION,
+        kind: p.kind().as_str().to_owned(),
+        rel: h.relationship,
+        from: h.from,
+        to: h.to,
+        seq: h.seq,
+        prev: h.prev,
+        ack: h.ack,
+        at: h.created_at,
+        exp: h.expires_at,
+        re: h.reply_to,
+        body: p.body.to_value().unwrap(),
+    };
+    cbor::to_canonical_vec(&wire).unwrap()
+}
+
+fn to_value(p: &Payload) -> Value {
+    decode_value(&p.encode().unwrap(), MAX_MESSAGE_SIZE).unwrap()
+}
+
+/// Deterministic encoding of a value after sorting its maps.
+fn canonical(mut v: Value) -> Vec<u8> {
+    cbor::canonicalize(&mut v);
+    cbor::encode_value(&v)
+}
+
+fn entries(v: &mut Value) -> &mut Vec<(Value, Value)> {
+    match v {
+        Value::Map(e) => e,
+        other => panic!("not a map: {other:?}"),
+    }
+}
+
+/// The value at a path of text keys.
+fn at<'a>(v: &'a mut Value, path: &[&str]) -> &'a mut Value {
+    path.iter().fold(v, |v, key| {
+        let e = entries(v);
+        let i = e.iter().position(|(k, _)| k.as_text() == Some(key)).unwrap_or_else(|| panic!("no key {key}"));
+        &mut e[i].1
+    })
+}
+
+/// Sets `path` (whose last element is the key) in `v`, adding the key if absent.
+fn set(v: &mut Value, path: &[&str], value: Value) {
+    let (key, parent) = path.split_last().unwrap();
+    let e = entries(at(v, parent));
+    match e.iter_mut().find(|(k, _)| k.as_text() == Some(key)) {
+        Some(entry) => entry.1 = value,
+        None => e.push((Value::Text((*key).into()), value)),
+    }
+}
+
+fn remove(v: &mut Value, path: &[&str]) {
+    let (key, parent) = path.split_last().unwrap();
+    let e = entries(at(v, parent));
+    let before = e.len();
+    e.retain(|(k, _)| k.as_text() != Some(key));
+    assert_eq!(e.len() + 1, before, "no key {key} to remove");
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.into())
+}
+
+fn int(i: i128) -> Value {
+    Value::Integer(ciborium::value::Integer::try_from(i).unwrap())
+}
+
+fn is_schema(r: &Result<Payload, Error>) -> bool {
+    matches!(r, Err(Error::Cbor(cbor::Error::Schema(_))))
+}
+
+/// `p` is refused by `encode` and, encoded anyway, by `decode`; both as a schema violation.
+#[track_caller]
+fn assert_refused(p: &Payload, why: &str) {
+    let encoded = p.encode();
+    assert!(matches!(encoded, Err(Error::Cbor(cbor::Error::Schema(_)))), "{why}: encode gave {encoded:?}");
+    let decoded = Payload::decode(&encode_unchecked(p));
+    assert!(is_schema(&decoded), "{why}: decode gave {decoded:?}");
+}
+
+#[track_caller]
+fn assert_accepted(p: &Payload, why: &str) {
+    let bytes = p.encode().unwrap_or_else(|e| panic!("{why}: encode refused: {e}"));
+    assert_eq!(Payload::decode(&bytes).as_ref(), Ok(p), "{why}");
+}
+
+/// Every map key in `v` is text, and every map's keys are in deterministic order (§3.1):
+/// shorter first, then bytewise.
+fn assert_sorted(v: &Value) {
+    match v {
+        Value::Map(e) => {
+            let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_text().expect("text key")).collect();
+            for w in keys.windows(2) {
+                assert!((w[0].len(), w[0].as_bytes()) < (w[1].len(), w[1].as_bytes()), "{keys:?} not sorted");
+            }
+            e.iter().for_each(|(_, v)| assert_sorted(v));
+        }
+        Value::Array(items) => items.iter().for_each(assert_sorted),
+        Value::Tag(..) | Value::Float(_) | Value::Null => panic!("payloads use no tags, floats or null: {v:?}"),
+        _ => {}
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kinds and round trips.
+
+#[test]
+fn seventeen_kinds_with_the_classes_of_the_spec() {
+    // Spec §4.2 and the summary table of §5, written out.
+    let spec = [
+        ("offer", Class::Opening),
+        ("intent", Class::Public),
+        ("terms_proposal", Class::Opening),
+        ("terms_acceptance", Class::Chained),
+        ("terms_rejection", Class::Chained),
+        ("consent_grant", Class::Chained),
+        ("consent_revocation", Class::Chained),
+        ("usage_report", Class::Chained),
+        ("impact_report", Class::Chained),
+        ("countersignature", Class::Chained),
+        ("data_share", Class::Chained),
+        ("introduction", Class::Chained),
+        ("separation_notice", Class::Chained),
+        ("disposition_statement", Class::Chained),
+        ("closure_receipt", Class::Chained),
+        ("receipt", Class::Ack),
+        ("problem_report", Class::Ack),
+    ];
+    assert_eq!(Kind::ALL.len(), 17);
+    for (&kind, (name, class)) in Kind::ALL.iter().zip(spec) {
+        assert_eq!(kind.as_str(), name);
+        assert_eq!(kind.to_string(), name);
+        assert_eq!(name.parse::<Kind>(), Ok(kind));
+        assert_eq!(kind.class(), class, "{name}");
+        assert_eq!(body(kind).kind(), kind);
+    }
+    assert_eq!("Offer".parse::<Kind>(), Err(Error::UnknownKind("Offer".into())), "names are case-sensitive");
+}
+
+#[test]
+fn every_kind_round_trips_in_deterministic_cbor() {
+    for p in variants() {
+        let kind = p.kind();
+        let bytes = p.encode().unwrap_or_else(|e| panic!("{kind}: {e}"));
+        let back = Payload::decode(&bytes).unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert_eq!(back, p, "{kind}");
+        assert_eq!(back.encode().unwrap(), bytes, "{kind}: re-encoding changed the bytes");
+        assert_eq!(p.encode().unwrap(), bytes, "{kind}: encoding is not a function of the value");
+
+        // The bytes are exactly the deterministic encoding of what they decode to.
+        let value = decode_value(&bytes, MAX_MESSAGE_SIZE).unwrap();
+        assert_eq!(check_canonical(&bytes, &value), Ok(()), "{kind}");
+        let (_, same) = decode_canonical::<Value>(&bytes, MAX_MESSAGE_SIZE).unwrap();
+        assert_eq!(same, value);
+        assert_eq!(canonical(value.clone()), bytes, "{kind}: sorting the maps again changes nothing");
+        assert_sorted(&value);
+
+        let mut value = value;
+        assert_eq!(at(&mut value, &["v"]), &int(1));
+        assert_eq!(at(&mut value, &["kind"]), &text(kind.as_str()));
+        assert_eq!(p.is_chained(), p.header.seq > 0);
+    }
+}
+
+#[test]
+fn header_keys_are_in_the_order_of_the_spec() {
+    let mut h = chained(2).with_expiry(AT + 1).with_reply_to(mid(9));
+    h.ack = Some(mid(10));
+    let value = to_value(&Payload { header: h, body: body(Kind::Countersignature) });
+    let keys: Vec<_> = match &value {
+        Value::Map(e) => e.iter().map(|(k, _)| k.as_text().unwrap().to_owned()).collect(),
+        _ => unreachable!(),
+    };
+    // Spec §3.1: `v` < `at` < `re` < `to` < `ack` < `exp` < `rel` < `seq` < `body` < `from` <
+    // `kind` < `prev`.
+    assert_eq!(keys, ["v", "at", "re", "to", "ack", "exp", "rel", "seq", "body", "from", "kind", "prev"]);
+}
+
+#[test]
+fn an_intent_encodes_byte_for_byte() {
+    let p = Payload {
+        header: Header::public(KeyId::from_bytes([0xab; 32]), 1_700_000_000_000),
+        body: Body::Intent(Intent { title: "x".into(), description: String::new(), tags: vec![], budget: None }),
+    };
+    let expected = [
+        "a6",                          // map of 6
+        "6176 01",                     // "v": 1
+        "626174 1b0000018bcfe56800",   // "at": 1700000000000
+        "63736571 00",                 // "seq": 0
+        "64626f6479 a3",               // "body": map of 3
+        "6474616773 80",               //   "tags": []
+        "657469746c65 6178",           //   "title": "x"
+        "6b6465736372697074696f6e 60", //   "description": ""
+        "6466726f6d 5820",             // "from": bstr of 32
+        &"ab".repeat(32),
+        "646b696e64 66696e74656e74", // "kind": "intent"
+    ]
+    .concat()
+    .replace(' ', "");
+    assert_eq!(hex::encode(p.encode().unwrap()), expected);
+    assert_eq!(Payload::decode(&hex::decode(&expected).unwrap()), Ok(p));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Header rules (spec §4.2).
+
+#[test]
+fn header_rules_by_class() {
+    let intent = body(Kind::Intent);
+    let offer = body(Kind::Offer);
+    let proposal = body(Kind::TermsProposal);
+    let grant = body(Kind::ConsentGrant);
+    let receipt = body(Kind::Receipt);
+    let report = body(Kind::ProblemReport);
+    let p = |header: Header, body: &Body| Payload { header, body: body.clone() };
+    let public = || Header::public(customer(), AT);
+    let ack = || Header::ack(Some(rel()), customer(), vendor(), AT);
+
+    // An intent is always public.
+    assert_refused(&p(chained(1), &intent), "addressed intent");
+    assert_refused(&p(Header { to: Some(vendor()), ..public() }, &intent), "intent with to");
+    assert_refused(&p(Header { relationship: Some(rel()), ..public() }, &intent), "intent with rel");
+    // A terms_proposal is never public; a chained kind never either.
+    assert_refused(&p(public(), &proposal), "public terms_proposal");
+    assert_refused(&p(public(), &grant), "public consent_grant");
+    assert_accepted(&p(public(), &offer), "public offer");
+    assert_accepted(&p(chained(1), &offer), "opening offer");
+    // rel and to come together.
+    assert_refused(&p(Header { to: None, ..chained(2) }, &grant), "rel without to");
+    assert_refused(&p(Header { relationship: None, ..chained(2) }, &grant), "to without rel");
+    assert_refused(&p(Header { relationship: None, ..chained(2) }, &offer), "offer with to, no rel");
+    assert_refused(&p(Header { to: None, ..chained(2) }, &offer), "offer with rel, no to");
+    // Chain position: seq ≥ 1, prev exactly from seq 2.
+    assert_refused(&p(Header { seq: 0, prev: None, ..chained(1) }, &grant), "chained seq 0");
+    assert_refused(&p(Header { prev: Some(mid(1)), ..chained(1) }, &grant), "seq 1 with prev");
+    assert_refused(&p(Header { prev: None, ..chained(2) }, &grant), "seq 2 without prev");
+    assert_refused(&p(Header { prev: Some(mid(1)), ..chained(1) }, &proposal), "opening proposal with prev");
+    // Public messages and acknowledgements: seq 0, no prev; public ones no ack.
+    assert_refused(&p(Header { seq: 1, ..public() }, &intent), "public seq 1");
+    assert_refused(&p(Header { seq: 1, ..public() }, &offer), "public offer with seq 1");
+    assert_refused(&p(Header { prev: Some(mid(1)), ..public() }, &offer), "public prev");
+    assert_refused(&p(Header { ack: Some(mid(1)), ..public() }, &intent), "public ack");
+    assert_refused(&p(Header { ack: Some(mid(1)), ..public() }, &offer), "public offer with ack");
+    assert_refused(&p(Header { seq: 1, ..ack() }, &receipt), "receipt with seq");
+    assert_refused(&p(Header { prev: Some(mid(1)), ..ack() }, &receipt), "receipt with prev");
+    assert_refused(&p(Header { seq: 2, prev: Some(mid(1)), ..ack() }, &report), "chained problem report");
+    assert_accepted(&p(Header { ack: Some(mid(1)), ..ack() }, &receipt), "receipt with ack");
+    assert_accepted(&p(Header { ack: Some(mid(1)), ..ack() }, &report), "problem report with ack");
+    // Acknowledgements are addressed; a receipt also needs rel, a problem report need not.
+    assert_refused(&p(Header { to: None, ..ack() }, &receipt), "receipt without to");
+    assert_refused(&p(Header { relationship: None, ..ack() }, &receipt), "receipt without rel");
+    assert_refused(&p(Header { to: None, ..ack() }, &report), "problem report with rel, no to");
+    assert_refused(&p(public(), &report), "public problem report");
+    assert_accepted(&p(Header { relationship: None, ..ack() }, &report), "problem report with to only");
+    // For every kind: to ≠ from, exp ≥ at.
+    for kind in Kind::ALL.iter().copied().filter(|k| k.class() != Class::Public) {
+        let h = header(kind);
+        assert_refused(&p(Header { to: Some(h.from), ..h.clone() }, &body(kind)), &format!("{kind} to itself"));
+    }
+    for kind in Kind::ALL.iter().copied() {
+        let h = header(kind);
+        assert_refused(&p(h.clone().with_expiry(AT - 1), &body(kind)), &format!("{kind} expiring before at"));
+        assert_accepted(&p(h.with_expiry(AT), &body(kind)), &format!("{kind} expiring at at"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Version, kind, schema and determinism (spec §4.2 checks 3–7).
+
+#[test]
+fn version_and_kind_come_first() {
+    let good = to_value(&sample(Kind::ConsentGrant));
+    let decode = |f: &dyn Fn(&mut Value)| {
+        let mut v = good.clone();
+        f(&mut v);
+        Payload::decode(&canonical(v))
+    };
+    assert_eq!(decode(&|v| set(v, &["v"], int(2))), Err(Error::UnsupportedVersion(2)));
+    assert_eq!(decode(&|v| set(v, &["v"], int(0))), Err(Error::UnsupportedVersion(0)));
+    assert_eq!(decode(&|v| set(v, &["v"], int(-1))), Err(Error::UnsupportedVersion(-1)));
+    assert!(is_schema(&decode(&|v| set(v, &["v"], text("1")))));
+    assert!(is_schema(&decode(&|v| remove(v, &["v"]))));
+    assert_eq!(decode(&|v| set(v, &["kind"], text("gift"))), Err(Error::UnknownKind("gift".into())));
+    assert_eq!(decode(&|v| set(v, &["kind"], text("Consent_Grant"))), Err(Error::UnknownKind("Consent_Grant".into())));
+    assert!(is_schema(&decode(&|v| set(v, &["kind"], int(5)))));
+    assert!(is_schema(&decode(&|v| remove(v, &["kind"]))));
+    // A later version's fields are "unsupported version", not a schema violation; an unknown
+    // kind's body is not looked at.
+    assert_eq!(
+        decode(&|v| {
+            set(v, &["v"], int(2));
+            set(v, &["sig2"], Value::Bytes(vec![0; 3]));
+            remove(v, &["body"]);
+        }),
+        Err(Error::UnsupportedVersion(2))
+    );
+    assert_eq!(
+        decode(&|v| {
+            set(v, &["kind"], text("gift"));
+            set(v, &["body", "wrapping"], text("paper"));
+        }),
+        Err(Error::UnknownKind("gift".into()))
+    );
+    // The top level must be a map.
+    assert!(is_schema(&Payload::decode(&cbor::encode_value(&Value::Array(vec![int(1)])))));
+    assert!(is_schema(&Payload::decode(&cbor::encode_value(&int(1)))));
+}
+
+#[test]
+fn non_deterministic_encodings_are_refused_before_the_schema() {
+    let p = sample(Kind::Receipt);
+    let bytes = p.encode().unwrap();
+    let non_det = |b: &[u8]| matches!(Payload::decode(b), Err(Error::Cbor(cbor::Error::NonDeterministic(_))));
+    // The payload starts with its map head and "v": 1 (`61 76 01`).
+    assert_eq!(&bytes[1..4], &[0x61, 0x76, 0x01]);
+    let long_int = [&bytes[..3], &[0x18, 0x01], &bytes[4..]].concat();
+    assert!(non_det(&long_int), "1 in two bytes");
+    let long_v2 = [&bytes[..3], &[0x18, 0x02], &bytes[4..]].concat();
+    assert!(non_det(&long_v2), "determinism is checked before the version");
+    let indefinite = [&[0xbf], &bytes[1..], &[0xff]].concat();
+    assert!(non_det(&indefinite), "indefinite-length map");
+    let long_key = [&bytes[..1], &[0x78, 0x01, 0x76, 0x01], &bytes[4..]].concat();
+    assert!(non_det(&long_key), "key length in two bytes");
+
+    let mut value = decode_value(&bytes, MAX_MESSAGE_SIZE).unwrap();
+    entries(&mut value).reverse();
+    assert!(non_det(&cbor::encode_value(&value)), "unsorted keys");
+    let mut value = decode_value(&bytes, MAX_MESSAGE_SIZE).unwrap();
+    let first = entries(&mut value)[0].clone();
+    entries(&mut value).insert(0, first);
+    assert!(non_det(&cbor::encode_value(&value)), "duplicate key");
+    // Unsorted inside the body too.
+    let mut value = to_value(&sample(Kind::Introduction));
+    entries(at(&mut value, &["body", "party"])).reverse();
+    assert!(non_det(&cbor::encode_value(&value)), "unsorted nested keys");
+
+    // Trailing bytes and truncation are malformed.
+    let malformed = |b: &[u8]| matches!(Payload::decode(b), Err(Error::Cbor(cbor::Error::Malformed(_))));
+    assert!(malformed(&[bytes.as_slice(), &[0x00]].concat()));
+    assert!(malformed(&bytes[..bytes.len() - 1]));
+    assert!(malformed(&[]));
+    assert!(matches!(
+        Payload::decode(&vec![0x40; MAX_MESSAGE_SIZE + 1]),
+        Err(Error::Cbor(cbor::Error::TooLarge { .. }))
+    ));
+}
+
+#[test]
+fn unknown_missing_and_mistyped_fields_are_schema_violations() {
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(Kind, &str, Edit)> = vec![
+        // Unknown fields, at the top, in the body, and nested in the body.
+        (Kind::Receipt, "unknown header key", Box::new(|v| set(v, &["sig"], Value::Bytes(vec![1])))),
+        (Kind::Receipt, "unknown body key", Box::new(|v| set(v, &["body", "note"], text("hi")))),
+        (Kind::Offer, "unknown price key", Box::new(|v| set(v, &["body", "price", "vat"], int(19)))),
+        (Kind::Offer, "unknown terms key", Box::new(|v| set(v, &["body", "terms", "exit_fee", "fx"], int(1)))),
+        (Kind::Introduction, "unknown party key", Box::new(|v| set(v, &["body", "party", "email"], text("a@b")))),
+        (Kind::Receipt, "integer key", Box::new(|v| entries(v).push((int(99), int(1))))),
+        (Kind::Receipt, "integer key in body", Box::new(|v| entries(at(v, &["body"])).push((int(0), int(1))))),
+        // Missing fields.
+        (Kind::Receipt, "no from", Box::new(|v| remove(v, &["from"]))),
+        (Kind::Receipt, "no at", Box::new(|v| remove(v, &["at"]))),
+        (Kind::Receipt, "no seq", Box::new(|v| remove(v, &["seq"]))),
+        (Kind::Receipt, "no body", Box::new(|v| remove(v, &["body"]))),
+        (Kind::Receipt, "no body.message", Box::new(|v| remove(v, &["body", "message"]))),
+        (Kind::Offer, "no title", Box::new(|v| remove(v, &["body", "title"]))),
+        (Kind::Offer, "no description", Box::new(|v| remove(v, &["body", "description"]))),
+        (Kind::Intent, "no tags", Box::new(|v| remove(v, &["body", "tags"]))),
+        (Kind::Introduction, "no commission", Box::new(|v| remove(v, &["body", "commission"]))),
+        (Kind::Introduction, "no commission basis", Box::new(|v| remove(v, &["body", "commission", "basis"]))),
+        (Kind::TermsProposal, "no exit fee", Box::new(|v| remove(v, &["body", "terms", "exit_fee"]))),
+        (Kind::ConsentGrant, "no third_party_sharing", Box::new(|v| remove(v, &["body", "third_party_sharing"]))),
+        (Kind::SeparationNotice, "no disposition", Box::new(|v| remove(v, &["body", "disposition"]))),
+        // Wrong types.
+        (Kind::Receipt, "seq as text", Box::new(|v| set(v, &["seq"], text("0")))),
+        (Kind::Receipt, "negative at", Box::new(|v| set(v, &["at"], int(-1)))),
+        (Kind::Receipt, "at of -2^64", Box::new(|v| set(v, &["at"], int(-(1 << 64))))),
+        (Kind::Receipt, "rel of 15 bytes", Box::new(|v| set(v, &["rel"], Value::Bytes(vec![0x42; 15])))),
+        (Kind::Receipt, "rel of 17 bytes", Box::new(|v| set(v, &["rel"], Value::Bytes(vec![0x42; 17])))),
+        (
+            Kind::Receipt,
+            "from as an array of integers",
+            Box::new(|v| set(v, &["from"], Value::Array(vec![int(0xc1); 32]))),
+        ),
+        (Kind::Receipt, "to as hex text", Box::new(|v| set(v, &["to"], text(&"7e".repeat(32))))),
+        (
+            Kind::Receipt,
+            "message id of 31 bytes",
+            Box::new(|v| set(v, &["body", "message"], Value::Bytes(vec![6; 31]))),
+        ),
+        (Kind::Receipt, "body as an array", Box::new(|v| set(v, &["body"], Value::Array(vec![])))),
+        (Kind::Offer, "title as bytes", Box::new(|v| set(v, &["body", "title"], Value::Bytes(b"x".to_vec())))),
+        (Kind::ConsentGrant, "bool as integer", Box::new(|v| set(v, &["body", "third_party_sharing"], int(0)))),
+        (Kind::ConsentGrant, "retention negative", Box::new(|v| set(v, &["body", "retention"], int(-5)))),
+        (Kind::Offer, "unknown price model", Box::new(|v| set(v, &["body", "price", "model"], text("free")))),
+        (Kind::Offer, "price model in upper case", Box::new(|v| set(v, &["body", "price", "model"], text("UPFRONT")))),
+        (
+            Kind::Offer,
+            "price model as a map",
+            Box::new(|v| set(v, &["body", "price", "model"], Value::Map(vec![(text("upfront"), int(0))]))),
+        ),
+        (Kind::TermsProposal, "unknown role", Box::new(|v| set(v, &["body", "role"], text("admin")))),
+        (
+            Kind::ConsentGrant,
+            "category as purpose",
+            Box::new(|v| set(v, &["body", "purposes"], Value::Array(vec![text("pd:Name")]))),
+        ),
+        (
+            Kind::ConsentGrant,
+            "unknown purpose",
+            Box::new(|v| set(v, &["body", "purposes"], Value::Array(vec![text("marketing")]))),
+        ),
+        (
+            Kind::ConsentGrant,
+            "extension URI with a space",
+            Box::new(|v| set(v, &["body", "categories"], Value::Array(vec![text("urn:shoe size")]))),
+        ),
+        (
+            Kind::ConsentGrant,
+            "extension URI over 256 bytes",
+            Box::new(|v| {
+                set(v, &["body", "categories"], Value::Array(vec![text(&format!("urn:{}", "x".repeat(253)))]))
+            }),
+        ),
+        (Kind::DataShare, "unknown content", Box::new(|v| set(v, &["body", "content"], text("gossip")))),
+        (Kind::DispositionStatement, "items as a map", Box::new(|v| set(v, &["body", "items"], Value::Map(vec![])))),
+        // No null, float or tag anywhere (§4.2 check 6).
+        (Kind::Receipt, "null ack", Box::new(|v| set(v, &["ack"], Value::Null))),
+        (Kind::ConsentRevocation, "null reason", Box::new(|v| set(v, &["body", "reason"], Value::Null))),
+        (Kind::UsageReport, "float value", Box::new(|v| set(v, &["body", "value"], Value::Float(412.0)))),
+        (
+            Kind::UsageReport,
+            "tagged timestamp",
+            Box::new(|v| set(v, &["body", "start"], Value::Tag(1, Box::new(int(1_750_000_000))))),
+        ),
+        (
+            Kind::Receipt,
+            "tagged id",
+            Box::new(|v| set(v, &["body", "message"], Value::Tag(64, Box::new(Value::Bytes(vec![6; 32]))))),
+        ),
+    ];
+    for (kind, why, edit) in cases {
+        let mut v = to_value(&sample(kind));
+        edit(&mut v);
+        let r = Payload::decode(&canonical(v));
+        assert!(is_schema(&r), "{kind}, {why}: {r:?}");
+    }
+    // Boundary values of the right type are accepted.
+    let mut v = to_value(&sample(Kind::Receipt));
+    set(&mut v, &["at"], int(u64::MAX.into()));
+    assert_eq!(Payload::decode(&canonical(v)).unwrap().header.created_at, u64::MAX);
+    let mut v = to_value(&sample(Kind::ConsentGrant));
+    set(&mut v, &["body", "categories"], Value::Array(vec![text(&format!("urn:{}", "x".repeat(252)))]));
+    assert!(Payload::decode(&canonical(v)).is_ok(), "a 256-byte extension URI");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits (spec §9) and body rules (spec §5).
+
+fn with_body(kind: Kind, edit: impl FnOnce(&mut Body)) -> Payload {
+    let mut p = sample(kind);
+    edit(&mut p.body);
+    p
+}
+
+/// Makes a payload from a parameter: a text for a text field, a length for a list.
+type Make<T> = Box<dyn Fn(T) -> Payload>;
+
+macro_rules! edit {
+    ($kind:ident, |$b:ident| $e:expr) => {
+        with_body(Kind::$kind, |body| match body {
+            Body::$kind($b) => {
+                $e;
+            }
+            _ => unreachable!(),
+        })
+    };
+}
+
+#[test]
+fn text_limit_counts_utf8_bytes() {
+    let ascii = |n: usize| "a".repeat(n);
+    // 'é' is two bytes in UTF-8, '😀' four.
+    let two = |bytes: usize| "é".repeat(bytes / 2);
+    let four = |bytes: usize| "😀".repeat(bytes / 4);
+    for (name, make) in [("ascii", &ascii as &dyn Fn(usize) -> String), ("2-byte", &two), ("4-byte", &four)] {
+        let max = make(MAX_TEXT);
+        let over = format!("{max}{}", make(4).chars().next().unwrap());
+        assert_eq!(max.len(), MAX_TEXT);
+        assert!(over.len() > MAX_TEXT, "{name}");
+        if name != "ascii" {
+            assert!(over.chars().count() < MAX_TEXT, "{name}: the limit is in bytes, not characters");
+        }
+        let fields: Vec<(&str, Make<String>)> = vec![
+            ("offer.title", Box::new(|s| edit!(Offer, |b| b.title = s))),
+            ("offer.description", Box::new(|s| edit!(Offer, |b| b.description = s))),
+            ("intent.tags[]", Box::new(|s| edit!(Intent, |b| b.tags = vec![s]))),
+            ("terms.portability.format", Box::new(|s| edit!(TermsProposal, |b| b.terms.portability.format = s))),
+            ("price.metric", Box::new(|s| edit!(TermsProposal, |b| b.terms.price.metric = Some(s)))),
+            ("rejection.reason", Box::new(|s| edit!(TermsRejection, |b| b.reason = s))),
+            ("revocation.reason", Box::new(|s| edit!(ConsentRevocation, |b| b.reason = Some(s)))),
+            ("report.unit", Box::new(|s| edit!(UsageReport, |b| b.unit = s))),
+            ("share.media_type", Box::new(|s| edit!(DataShare, |b| b.media_type = s))),
+            ("party.name", Box::new(|s| edit!(Introduction, |b| b.party.name = s))),
+            ("party.contact", Box::new(|s| edit!(Introduction, |b| b.party.contact = Some(s)))),
+            ("offering", Box::new(|s| edit!(Introduction, |b| b.offering = s))),
+            ("notice.reason", Box::new(|s| edit!(SeparationNotice, |b| b.reason = Some(s)))),
+            ("legal_basis", Box::new(|s| edit!(DispositionStatement, |b| b.items[2].legal_basis = Some(s)))),
+            ("problem.code", Box::new(|s| edit!(ProblemReport, |b| b.code = s))),
+            ("problem.text", Box::new(|s| edit!(ProblemReport, |b| b.text = s))),
+        ];
+        for (field, payload) in fields {
+            assert_accepted(&payload(max.clone()), &format!("{field}: {MAX_TEXT} bytes of {name}"));
+            assert_refused(&payload(over.clone()), &format!("{field}: {} bytes of {name}", over.len()));
+        }
+    }
+}
+
+#[test]
+fn list_limit_is_64_items() {
+    let purposes = |n: usize| (0..n).map(|i| purpose(&format!("urn:p:{i}"))).collect::<Vec<_>>();
+    let categories = |n: usize| (0..n).map(|i| category(&format!("urn:c:{i}"))).collect::<Vec<_>>();
+    let lists: Vec<(&str, Make<usize>)> = vec![
+        ("intent.tags", Box::new(|n| edit!(Intent, |b| b.tags = (0..n).map(|i| format!("t{i}")).collect()))),
+        ("terms.data.purposes", Box::new(move |n| edit!(TermsProposal, |b| b.terms.data.purposes = purposes(n)))),
+        ("terms.data.categories", Box::new(move |n| edit!(TermsProposal, |b| b.terms.data.categories = categories(n)))),
+        ("grant.purposes", Box::new(move |n| edit!(ConsentGrant, |b| b.purposes = purposes(n)))),
+        ("grant.categories", Box::new(move |n| edit!(ConsentGrant, |b| b.categories = categories(n)))),
+        ("share.categories", Box::new(move |n| edit!(DataShare, |b| b.categories = categories(n)))),
+        (
+            "notice.disposition",
+            Box::new(move |n| {
+                edit!(SeparationNotice, |b| b.disposition = categories(n)
+                    .into_iter()
+                    .map(|category| Disposition { category, action: Action::Delete })
+                    .collect())
+            }),
+        ),
+        (
+            "statement.items",
+            Box::new(move |n| {
+                edit!(DispositionStatement, |b| b.items = categories(n)
+                    .into_iter()
+                    .map(|category| DispositionItem {
+                        category,
+                        outcome: Outcome::Deleted,
+                        export: None,
+                        legal_basis: None,
+                        until: None
+                    })
+                    .collect())
+            }),
+        ),
+    ];
+    for (field, payload) in lists {
+        assert_accepted(&payload(MAX_ITEMS), &format!("{field} with {MAX_ITEMS} items"));
+        assert_refused(&payload(MAX_ITEMS + 1), &format!("{field} with {} items", MAX_ITEMS + 1));
+    }
+    assert_eq!(MAX_ITEMS, 64);
+    assert_eq!(MAX_TEXT, 4096);
+}
+
+#[test]
+fn required_lists_and_texts_are_not_empty() {
+    assert_refused(&edit!(Offer, |b| b.title = String::new()), "offer.title");
+    assert_accepted(&edit!(Offer, |b| b.description = String::new()), "offer.description may be empty");
+    assert_refused(&edit!(Intent, |b| b.title = String::new()), "intent.title");
+    assert_refused(&edit!(Intent, |b| b.tags.push(String::new())), "empty tag");
+    assert_accepted(&edit!(Intent, |b| b.tags.clear()), "no tags");
+    assert_refused(&edit!(TermsProposal, |b| b.terms.portability.format = String::new()), "portability.format");
+    assert_refused(&edit!(ConsentGrant, |b| b.purposes.clear()), "grant without purposes");
+    assert_refused(&edit!(ConsentGrant, |b| b.categories.clear()), "grant without categories");
+    assert_refused(&edit!(UsageReport, |b| b.metric = String::new()), "report.metric");
+    assert_refused(&edit!(ImpactReport, |b| b.unit = String::new()), "report.unit");
+    assert_refused(&edit!(DataShare, |b| b.categories.clear()), "share without categories");
+    assert_refused(&edit!(DataShare, |b| b.media_type = String::new()), "share.media_type");
+    assert_refused(&edit!(Introduction, |b| b.party.name = String::new()), "party.name");
+    assert_refused(&edit!(Introduction, |b| b.party.contact = Some(String::new())), "party.contact");
+    assert_refused(&edit!(Introduction, |b| b.offering = String::new()), "offering");
+    assert_refused(&edit!(ProblemReport, |b| b.code = String::new()), "problem.code");
+    assert_accepted(&edit!(ProblemReport, |b| b.text = String::new()), "problem.text may be empty");
+    assert_accepted(&edit!(ConsentRevocation, |b| b.reason = Some(String::new())), "revocation.reason may be empty");
+    assert_accepted(&edit!(SeparationNotice, |b| b.disposition.clear()), "notice without disposition");
+    assert_accepted(&edit!(DispositionStatement, |b| b.items.clear()), "statement without items");
+}
+
+#[test]
+fn lists_of_terms_are_unique() {
+    let dup_p = vec![purpose("dpv:Marketing"), purpose("dpv:CustomerCare"), purpose("dpv:Marketing")];
+    let dup_c = vec![category("pd:Name"), category("urn:x"), category("urn:x")];
+    assert_refused(&edit!(TermsProposal, |b| b.terms.data.purposes = dup_p.clone()), "terms purposes");
+    assert_refused(&edit!(TermsProposal, |b| b.terms.data.categories = dup_c.clone()), "terms categories");
+    assert_refused(&edit!(ConsentGrant, |b| b.purposes = dup_p.clone()), "grant purposes");
+    assert_refused(&edit!(ConsentGrant, |b| b.categories = dup_c.clone()), "grant categories");
+    assert_refused(&edit!(DataShare, |b| b.categories = dup_c.clone()), "share categories");
+    assert_refused(
+        &edit!(SeparationNotice, |b| b.disposition[1].category = b.disposition[0].category.clone()),
+        "notice category twice, with different actions",
+    );
+    assert_refused(&edit!(DispositionStatement, |b| b.items.push(retained("pd:Location"))), "statement category twice");
+    // Matching is exact: these differ.
+    assert_accepted(
+        &edit!(ConsentGrant, |b| b.categories =
+            vec![category("https://a.example/x"), category("https://a.example/x/"), category("urn:X")]),
+        "no normalisation",
+    );
+    // Intent tags are free text and may repeat.
+    assert_accepted(&edit!(Intent, |b| b.tags = vec!["a".into(), "a".into()]), "repeated tags");
+}
+
+#[test]
+fn money_and_price_rules() {
+    for bad in ["eur", "EU", "EURO", "", "ÉUR", "E1R", "EU "] {
+        assert_refused(&edit!(Offer, |b| b.price.amount.currency = bad.into()), &format!("currency {bad:?}"));
+        assert_refused(&edit!(Intent, |b| b.budget = Some(Money::new(bad, 1))), &format!("budget in {bad:?}"));
+        assert_refused(&edit!(TermsProposal, |b| b.terms.exit_fee.currency = bad.into()), &format!("exit fee {bad:?}"));
+    }
+    assert_accepted(&edit!(Offer, |b| b.price.amount = Money::new("XAU", u64::MAX)), "any three capitals");
+
+    let price = |model, metric: Option<&str>, threshold| Price {
+        model,
+        amount: Money::new("EUR", 1),
+        metric: metric.map(str::to_owned),
+        threshold,
+    };
+    use PriceModel::*;
+    let table = [
+        (price(Upfront, None, None), true),
+        (price(Upfront, Some("kWh"), None), false),
+        (price(Upfront, None, Some(1)), false),
+        (price(PerUsage, Some("kWh"), None), true),
+        (price(PerUsage, Some("kWh"), Some(0)), true),
+        (price(PerUsage, None, Some(5)), false),
+        (price(PerUsage, Some(""), None), false),
+        (price(PerImpact, Some("kg"), Some(10)), true),
+        (price(PerImpact, Some("kg"), None), false),
+        (price(PerImpact, None, Some(10)), false),
+        (price(PerImpact, Some(""), Some(10)), false),
+    ];
+    for (price, ok) in table {
+        let why = format!("{price:?}");
+        let in_offer = edit!(Offer, |b| b.price = price.clone());
+        let in_terms = edit!(TermsRejection, |b| b.counter.as_mut().unwrap().price = price.clone());
+        for p in [in_offer, in_terms] {
+            if ok {
+                assert_accepted(&p, &why);
+            } else {
+                assert_refused(&p, &why);
+            }
+        }
+    }
+    assert_refused(&edit!(TermsProposal, |b| b.terms.duration = 0), "duration 0");
+    assert_accepted(&edit!(TermsProposal, |b| b.terms.duration = 1), "duration 1");
+    assert_accepted(&edit!(TermsProposal, |b| b.terms.notice_period = 0), "no notice period");
+}
+
+#[test]
+fn report_period_and_data_share_purpose() {
+    assert_refused(&edit!(UsageReport, |b| b.end = b.start), "empty period");
+    assert_refused(&edit!(ImpactReport, |b| b.end = b.start - 1), "negative period");
+    assert_accepted(&edit!(UsageReport, |b| b.end = b.start + 1), "1 ms period");
+
+    assert_refused(&edit!(DataShare, |b| b.content = ShareContent::Export), "export with a purpose");
+    assert_refused(&edit!(DataShare, |b| b.purpose = None), "insight without purpose");
+    assert_refused(
+        &edit!(DataShare, |b| {
+            b.content = ShareContent::Data;
+            b.purpose = None
+        }),
+        "data without purpose",
+    );
+    assert_accepted(
+        &edit!(DataShare, |b| {
+            b.content = ShareContent::Export;
+            b.purpose = None
+        }),
+        "export without purpose",
+    );
+}
+
+#[test]
+fn introduction_commission_rules() {
+    use CommissionBasis::*;
+    let eur = || Some(Money::new("EUR", 500));
+    let table = [
+        (Commission { basis: None, amount: Option::None, basis_points: Option::None }, true),
+        (Commission { basis: None, amount: eur(), basis_points: Option::None }, false),
+        (Commission { basis: None, amount: Option::None, basis_points: Some(0) }, false),
+        (Commission { basis: Flat, amount: eur(), basis_points: Option::None }, true),
+        (Commission { basis: Flat, amount: Option::None, basis_points: Option::None }, false),
+        (Commission { basis: Flat, amount: eur(), basis_points: Some(100) }, false),
+        (Commission { basis: Flat, amount: Some(Money::new("eur", 1)), basis_points: Option::None }, false),
+        (Commission { basis: Percent, amount: Option::None, basis_points: Some(0) }, true),
+        (Commission { basis: Percent, amount: Option::None, basis_points: Some(10_000) }, true),
+        (Commission { basis: Percent, amount: Option::None, basis_points: Some(10_001) }, false),
+        (Commission { basis: Percent, amount: Option::None, basis_points: Some(u64::MAX) }, false),
+        (Commission { basis: Percent, amount: Option::None, basis_points: Option::None }, false),
+        (Commission { basis: Percent, amount: eur(), basis_points: Some(100) }, false),
+    ];
+    for (commission, ok) in table {
+        let why = format!("{commission:?}");
+        let p = edit!(Introduction, |b| b.commission = commission.clone());
+        if ok {
+            assert_accepted(&p, &why);
+        } else {
+            assert_refused(&p, &why);
+        }
+    }
+}
+
+#[test]
+fn disposition_item_rules() {
+    let item = |outcome, export: bool, legal_basis: Option<&str>, until: bool| DispositionItem {
+        category: category("pd:Location"),
+        outcome,
+        export: export.then(|| Digest32::of(b"bundle")),
+        legal_basis: legal_basis.map(str::to_owned),
+        until: until.then_some(AT),
+    };
+    use Outcome::*;
+    let law = Some("HGB §257");
+    let table = [
+        // Returned outcomes need the export hash, and nothing of retention.
+        (item(Returned, true, None, false), true),
+        (item(Returned, false, None, false), false),
+        (item(ReturnedAndDeleted, true, None, false), true),
+        (item(ReturnedAndDeleted, false, None, false), false),
+        (item(Returned, true, law, true), false),
+        (item(ReturnedAndDeleted, true, None, true), false),
+        // Deleted has none of them.
+        (item(Deleted, false, None, false), true),
+        (item(Deleted, true, None, false), false),
+        (item(Deleted, false, law, false), false),
+        (item(Deleted, false, None, true), false),
+        // Retained needs both legal_basis and until, and no export.
+        (item(Retained, false, law, true), true),
+        (item(Retained, false, law, false), false),
+        (item(Retained, false, None, true), false),
+        (item(Retained, false, None, false), false),
+        (item(Retained, true, law, true), false),
+        (item(Retained, false, Some(""), true), false),
+    ];
+    for (item, ok) in table {
+        let why = format!("{item:?}");
+        let p = edit!(DispositionStatement, |b| b.items = vec![item.clone()]);
+        if ok {
+            assert_accepted(&p, &why);
+        } else {
+            assert_refused(&p, &why);
+        }
+    }
+    // One bad item among good ones spoils the statement.
+    assert_refused(&edit!(DispositionStatement, |b| b.items[1].export = None), "second item without export");
+}
+
+#[test]
+fn body_rules_are_checked_on_decode_too() {
+    // Encoded without the checks, each of these decodes to a schema violation: the decoder
+    // does not trust the encoder.
+    let cases = [
+        edit!(Offer, |b| b.title = String::new()),
+        edit!(Intent, |b| b.tags = vec!["t".into(); MAX_ITEMS + 1]),
+        edit!(TermsProposal, |b| b.terms.duration = 0),
+        edit!(ConsentGrant, |b| b.purposes.clear()),
+        edit!(UsageReport, |b| b.end = 0),
+        edit!(DataShare, |b| b.purpose = None),
+        edit!(Introduction, |b| b.commission.basis_points = Some(10_001)),
+        edit!(DispositionStatement, |b| b.items[2].until = None),
+        edit!(ProblemReport, |b| b.code = String::new()),
+    ];
+    for p in cases {
+        let r = Payload::decode(&encode_unchecked(&p));
+        assert!(is_schema(&r), "{:?}: {r:?}", p.kind());
+    }
+}
