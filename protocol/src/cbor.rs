@@ -155,7 +155,7 @@ fn check_structure(v: &Value) -> Result<(), Error> {
 
 /// Rejects `null` anywhere: Rapport omits absent optional fields instead, so each value has
 /// exactly one encoding even after a typed round trip.
-fn check_no_null(v: &Value) -> Result<(), Error> {
+pub(crate) fn check_no_null(v: &Value) -> Result<(), Error> {
     match v {
         Value::Null => Err(Error::Schema("null is not used; omit absent fields".into())),
         Value::Float(_) => Err(Error::Schema("floating-point numbers are not used".into())),

@@ -205,7 +205,7 @@ pub struct Payload {
 /// The wire map. Field order here does not matter; [`cbor::to_canonical_vec`] sorts keys.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Wire {
+struct Wire<B> {
     v: u64,
     kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -223,7 +223,7 @@ struct Wire {
     exp: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     re: Option<MessageId>,
-    body: Value,
+    body: B,
 }
 
 impl Payload {
@@ -274,7 +274,19 @@ impl Payload {
             Some(Value::Text(k)) => k.parse()?,
             _ => return Err(cbor::Error::Schema("kind must be text".into()).into()),
         };
-        let (wire, _) = cbor::decode_canonical::<Wire>(bytes, cbor::MAX_MESSAGE_SIZE)?;
+        // The value is decoded and checked once. The body is moved out (not copied) before the
+        // header is read, then read by its kind.
+        cbor::check_no_null(&value)?;
+        let mut value = value;
+        let body = match &mut value {
+            Value::Map(entries) => entries
+                .iter_mut()
+                .find(|(k, _)| k.as_text() == Some("body"))
+                .map(|(_, v)| std::mem::replace(v, Value::Bool(false))),
+            _ => None,
+        };
+        let wire: Wire<serde::de::IgnoredAny> = value.deserialized().map_err(|e| cbor::Error::Schema(e.to_string()))?;
+        let body = body.ok_or_else(|| cbor::Error::Schema("missing field `body`".into()))?;
         let payload = Payload {
             header: Header {
                 relationship: wire.rel,
@@ -287,7 +299,7 @@ impl Payload {
                 expires_at: wire.exp,
                 reply_to: wire.re,
             },
-            body: Body::from_value(kind, &wire.body)?,
+            body: Body::from_value(kind, &body)?,
         };
         payload.check()?;
         Ok(payload)
