@@ -132,6 +132,25 @@ pub(crate) fn check_canonical(bytes: &[u8], value: &Value) -> Result<(), Error> 
     Ok(())
 }
 
+/// [`decode_value`] then [`check_canonical`], in one pass over the bytes where it can. Also
+/// returns whether the value may hold a `null` (`false` only when it certainly does not), so
+/// that the caller can skip [`check_no_null`].
+pub(crate) fn decode_deterministic(bytes: &[u8], max_size: usize) -> Result<(Value, bool), Error> {
+    if bytes.len() > max_size {
+        return Err(Error::TooLarge { size: bytes.len(), max: max_size });
+    }
+    match fast::decode_checked(bytes) {
+        Some((value, facts)) if facts.canonical => Ok((value, facts.null)),
+        // Not deterministic: the full check names the defect.
+        Some((value, _)) => check_canonical(bytes, &value).map(|()| (value, true)),
+        None => {
+            let value = decode_value_ciborium(bytes)?;
+            check_canonical(bytes, &value)?;
+            Ok((value, true))
+        }
+    }
+}
+
 fn check_structure(v: &Value) -> Result<(), Error> {
     match v {
         Value::Array(items) => items.iter().try_for_each(check_structure),
@@ -214,6 +233,16 @@ mod fast {
 
     struct Reader<'a> {
         bytes: &'a [u8],
+        /// Every head so far was in shortest form and every map's keys strictly ascending.
+        canonical: bool,
+        /// A `null` was read somewhere.
+        null: bool,
+    }
+
+    impl<'a> Reader<'a> {
+        fn new(bytes: &'a [u8]) -> Self {
+            Reader { bytes, canonical: true, null: false }
+        }
     }
 
     impl<'a> Reader<'a> {
@@ -265,6 +294,7 @@ mod fast {
         /// and maps around the item, which ciborium limits to [`MAX_DEPTH`].
         fn value(&mut self, depth: usize) -> Option<Value> {
             let h = self.head()?;
+            self.canonical &= h.shortest;
             Some(match h.major {
                 UINT => Value::Integer(h.arg.into()),
                 // ciborium takes a longer route beyond i64; leave those to it.
@@ -286,6 +316,9 @@ mod fast {
                     let mut entries = Vec::with_capacity(n.min(self.bytes.len() / 2));
                     for _ in 0..n {
                         let k = self.value(depth + 1)?;
+                        if let Some((last, _)) = entries.last() {
+                            self.canonical &= super::key_order(last, &k) == std::cmp::Ordering::Less;
+                        }
                         entries.push((k, self.value(depth + 1)?));
                     }
                     Value::Map(entries)
@@ -293,7 +326,10 @@ mod fast {
                 _ => match h.arg {
                     FALSE => Value::Bool(false),
                     TRUE => Value::Bool(true),
-                    _ => Value::Null,
+                    _ => {
+                        self.null = true;
+                        Value::Null
+                    }
                 },
             })
         }
@@ -343,15 +379,30 @@ mod fast {
 
     /// Decodes `bytes` as ciborium would, or declines.
     pub(super) fn decode(bytes: &[u8]) -> Option<Value> {
-        let mut r = Reader { bytes };
+        decode_checked(bytes).map(|(v, _)| v)
+    }
+
+    /// What [`decode_checked`] learned while decoding.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) struct Facts {
+        /// The input is the deterministic encoding of the value (shortest heads, keys in order,
+        /// no duplicates); when `false`, [`super::check_canonical`] names the defect.
+        pub(super) canonical: bool,
+        /// The value holds a `null`.
+        pub(super) null: bool,
+    }
+
+    /// [`decode`], also telling whether the input is deterministic, in the same single pass.
+    pub(super) fn decode_checked(bytes: &[u8]) -> Option<(Value, Facts)> {
+        let mut r = Reader::new(bytes);
         let v = r.value(0)?;
-        r.bytes.is_empty().then_some(v)
+        r.bytes.is_empty().then_some((v, Facts { canonical: r.canonical, null: r.null }))
     }
 
     /// `true` if `bytes` is exactly ciborium's encoding of `v`; `false` if it is not or if the
     /// value is outside the subset (the caller then compares ciborium's encoding).
     pub(super) fn encodes_as(v: &Value, bytes: &[u8]) -> bool {
-        let mut r = Reader { bytes };
+        let mut r = Reader::new(bytes);
         r.matches(v).is_some() && r.bytes.is_empty()
     }
 
@@ -498,7 +549,10 @@ mod tests {
 
     /// An encoding of `v`, possibly with one byte changed, dropped or added.
     fn mutated(v: &Value, edit: (u8, usize, u8)) -> Vec<u8> {
-        let mut bytes = encode_value_ciborium(v);
+        mutate(encode_value_ciborium(v), edit)
+    }
+
+    fn mutate(mut bytes: Vec<u8>, edit: (u8, usize, u8)) -> Vec<u8> {
         let at = edit.1 % (bytes.len() + 1);
         match edit.0 % 4 {
             0 => {}
@@ -551,6 +605,58 @@ mod tests {
                 proptest::prop_assert_eq!(fast::encodes_as(value, &bytes) || reference, reference);
             }
         }
+
+        /// The one-pass decoder gives exactly the verdict of decoding, then checking
+        /// determinism, on canonical encodings and on edits of them and of others; and it
+        /// says "no null" only when there is none.
+        #[test]
+        fn one_pass_decoding_agrees_with_decode_then_check(
+            v in any_value(),
+            edit in proptest::prelude::any::<(u8, usize, u8)>(),
+        ) {
+            let canonical = to_canonical_vec(&v).ok();
+            let inputs = [Some(mutated(&v, edit)), canonical.clone(), canonical.map(|c| mutate(c, edit))];
+            for bytes in inputs.into_iter().flatten() {
+                let reference = decode_value(&bytes, usize::MAX)
+                    .and_then(|value| check_canonical(&bytes, &value).map(|()| value));
+                let ours = decode_deterministic(&bytes, usize::MAX);
+                proptest::prop_assert_eq!(
+                    format!("{:?}", ours.as_ref().map(|(value, _)| value)),
+                    format!("{:?}", reference)
+                );
+                if let Ok((value, false)) = &ours {
+                    proptest::prop_assert!(check_no_null(value).is_ok());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_pass_decoding_refuses_every_non_deterministic_form() {
+        let cases: &[(&str, &[u8])] = &[
+            ("uint in 2 bytes", &[0x18, 0x05]),
+            ("uint in 3 bytes", &[0x19, 0x00, 0xff]),
+            ("negative in 2 bytes", &[0x38, 0x00]),
+            ("text length in 2 bytes", &[0x78, 0x01, b'a']),
+            ("bytes length in 2 bytes", &[0x58, 0x01, 0x00]),
+            ("array length in 2 bytes", &[0x98, 0x01, 0x00]),
+            ("map length in 2 bytes", &[0xb8, 0x01, 0x61, b'a', 0x00]),
+            ("nested long form", &[0xa1, 0x61, b'a', 0x81, 0x18, 0x01]),
+            ("keys out of order", &[0xa2, 0x61, b'b', 0x00, 0x61, b'a', 0x00]),
+            ("shorter key after longer", &[0xa2, 0x62, b'a', b'a', 0x00, 0x61, b'b', 0x00]),
+            ("duplicate keys", &[0xa2, 0x61, b'a', 0x00, 0x61, b'a', 0x01]),
+        ];
+        for (what, bytes) in cases {
+            assert!(
+                matches!(decode_deterministic(bytes, 100), Err(Error::NonDeterministic(_))),
+                "{what}: {:?}",
+                decode_deterministic(bytes, 100)
+            );
+        }
+        let (value, null) = decode_deterministic(&[0xa2, 0x61, b'a', 0x00, 0x61, b'b', 0xf6], 100).unwrap();
+        assert!(null && check_no_null(&value).is_err());
+        let (_, null) = decode_deterministic(&[0xa2, 0x61, b'a', 0x00, 0x62, b'a', b'a', 0x01], 100).unwrap();
+        assert!(!null);
     }
 
     #[test]

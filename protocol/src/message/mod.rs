@@ -261,8 +261,7 @@ impl Payload {
     /// Decodes and checks a payload: deterministic CBOR, version, kind, schema, then the
     /// header rules of spec §4.2.
     pub fn decode(bytes: &[u8]) -> Result<Payload, Error> {
-        let value = cbor::decode_value(bytes, cbor::MAX_MESSAGE_SIZE)?;
-        cbor::check_canonical(bytes, &value)?;
+        let (value, may_hold_null) = cbor::decode_deterministic(bytes, cbor::MAX_MESSAGE_SIZE)?;
         // Version and kind come first so that a future version's fields are reported as
         // "unsupported version", not as a schema violation.
         match field(&value, "v") {
@@ -276,7 +275,9 @@ impl Payload {
         };
         // The value is decoded and checked once. The body is moved out (not copied) before the
         // header is read, then read by its kind.
-        cbor::check_no_null(&value)?;
+        if may_hold_null {
+            cbor::check_no_null(&value)?;
+        }
         let mut value = value;
         let body = match &mut value {
             Value::Map(entries) => entries
