@@ -191,9 +191,10 @@ pub(crate) fn check_no_null(v: &Value) -> Result<(), Error> {
 /// Decodes deterministic CBOR into `T`. Errors are classified in the order the spec lists:
 /// size, well-formedness, nesting, determinism, then schema.
 pub fn decode_canonical<T: DeserializeOwned>(bytes: &[u8], max_size: usize) -> Result<(T, Value), Error> {
-    let value = decode_value(bytes, max_size)?;
-    check_canonical(bytes, &value)?;
-    check_no_null(&value)?;
+    let (value, may_hold_null) = decode_deterministic(bytes, max_size)?;
+    if may_hold_null {
+        check_no_null(&value)?;
+    }
     let typed = value.deserialized::<T>().map_err(|e| Error::Schema(e.to_string()))?;
     Ok((typed, value))
 }
