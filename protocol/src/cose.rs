@@ -1,6 +1,6 @@
 //! COSE_Sign1 with EdDSA over Ed25519 (RFC 9052, RFC 9053 §2.2), verified under the RFC 8032
 //! strict rule (spec §3.3): non-canonical `S`, small-order `R` and small-order public keys are
-//! rejected, as `ed25519_dalek::VerifyingKey::verify_strict` does.
+//! rejected, exactly as `ed25519_dalek::VerifyingKey::verify_strict` does (see [`crate::strict`]).
 //!
 //! This module is generic COSE, used for the envelope and for the COSE working group's
 //! examples; [`crate::envelope`] adds Rapport's narrower profile.
@@ -8,7 +8,9 @@
 use std::cell::RefCell;
 
 use coset::{iana, CborSerializable, CoseSign1, CoseSign1Builder, Header, TaggedCborSerializable};
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+
+use crate::strict;
 
 /// CBOR tag of COSE_Sign1.
 pub const TAG_SIGN1: u64 = 18;
@@ -111,23 +113,30 @@ pub(crate) fn public_key_cached(x: &[u8; 32]) -> Result<VerifyingKey, Error> {
     Ok(key)
 }
 
-/// The COSE_Sign1 Sig_structure (RFC 9052 §4.4) with an empty external AAD, written directly:
+/// The COSE_Sign1 Sig_structure (RFC 9052 §4.4) with an empty external AAD, in pieces:
 /// `["Signature1", protected, h'', payload]`. `protected_item` and `payload_item` are the two
 /// byte strings exactly as they appear in the envelope, heads included, so nothing is
-/// re-encoded. Equal to [`to_be_signed`] of the same message with `aad` empty.
-pub(crate) fn sig_structure(protected_item: &[u8], payload_item: &[u8]) -> Vec<u8> {
+/// re-encoded or copied. Concatenated, equal to [`to_be_signed`] of the same message with `aad`
+/// empty.
+pub(crate) fn sig_structure<'a>(protected_item: &'a [u8], payload_item: &'a [u8]) -> [&'a [u8]; 4] {
     const CONTEXT: &[u8] = b"\x84\x6aSignature1";
-    let mut out = Vec::with_capacity(CONTEXT.len() + protected_item.len() + 1 + payload_item.len());
-    out.extend_from_slice(CONTEXT);
-    out.extend_from_slice(protected_item);
-    out.push(0x40);
-    out.extend_from_slice(payload_item);
-    out
+    [CONTEXT, protected_item, &[0x40], payload_item]
 }
 
-/// Verifies a raw 64-byte Ed25519 signature over `tbs` under the strict rule.
-pub(crate) fn verify_raw(key: &VerifyingKey, tbs: &[u8], signature: &[u8; 64]) -> Result<(), Error> {
-    key.verify_strict(tbs, &Signature::from_bytes(signature)).map_err(|_| Error::BadSignature)
+/// Verifies a raw 64-byte Ed25519 signature over the concatenation of `tbs` under the strict
+/// rule.
+pub(crate) fn verify_raw(key: &VerifyingKey, tbs: &[&[u8]], signature: &[u8; 64]) -> Result<(), Error> {
+    if strict::verify(key, tbs, signature) {
+        Ok(())
+    } else {
+        Err(Error::BadSignature)
+    }
+}
+
+/// Verifies a raw 64-byte Ed25519 signature of `message` under the strict rule of spec §3.3:
+/// the same verdict as `ed25519_dalek::VerifyingKey::verify_strict`, a little faster.
+pub fn verify_signature(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> Result<(), Error> {
+    verify_raw(key, &[message], signature)
 }
 
 /// Parses tagged COSE_Sign1 bytes (no verification).
@@ -154,8 +163,8 @@ pub fn check_algorithm(sign1: &CoseSign1) -> Result<(), Error> {
 /// Verifies the signature of a parsed COSE_Sign1 with external AAD `aad`, strictly.
 pub fn verify(sign1: &CoseSign1, key: &VerifyingKey, aad: &[u8]) -> Result<(), Error> {
     check_algorithm(sign1)?;
-    let sig = Signature::from_slice(&sign1.signature).map_err(|_| Error::BadSignature)?;
-    key.verify_strict(&sign1.tbs_data(aad), &sig).map_err(|_| Error::BadSignature)
+    let signature: &[u8; 64] = sign1.signature.as_slice().try_into().map_err(|_| Error::BadSignature)?;
+    verify_raw(key, &[&sign1.tbs_data(aad)], signature)
 }
 
 /// Parses and verifies tagged COSE_Sign1 bytes, returning the parsed structure.

@@ -327,7 +327,7 @@ mod tests {
                 assert_eq!(parts.payload, payload.as_slice());
                 assert_eq!(parts.kid, kid.as_bytes());
                 assert_eq!(parts.signature.as_slice(), sign1.signature.as_slice());
-                let tbs = cose::sig_structure(&coset_bytes[PROTECTED_ITEM], &coset_bytes[parts.payload_item]);
+                let tbs = cose::sig_structure(&coset_bytes[PROTECTED_ITEM], &coset_bytes[parts.payload_item]).concat();
                 assert_eq!(tbs, cose::to_be_signed(&sign1, &[]), "Sig_structure, payload length {len}");
             }
         }

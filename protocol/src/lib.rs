@@ -36,6 +36,7 @@ pub mod log;
 pub mod message;
 pub mod problem;
 pub mod relationship;
+mod strict;
 pub mod vocab;
 
 pub use envelope::Message;
