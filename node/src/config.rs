@@ -1,0 +1,257 @@
+//! Node configuration (spec §13.1). Each setting comes from the first layer that sets it:
+//! command-line flags, then `RAPPORT_*` environment variables (clap reads both), then
+//! `config.toml` in the data directory, then the network profile, then the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Name of the configuration file in the data directory.
+pub const CONFIG_FILE: &str = "config.toml";
+/// Name of the file holding the node's Ed25519 secret key (hex), mode 0600.
+pub const KEY_FILE: &str = "key";
+/// Name of the file holding the API bearer token, mode 0600.
+pub const TOKEN_FILE: &str = "api-token";
+/// Name of the file the running daemon writes with its API address.
+pub const API_FILE: &str = "api";
+/// Name of the database directory.
+pub const DB_DIR: &str = "db";
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// Which file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema; fix the named field.
+    #[error("invalid {path}: {detail}")]
+    Parse {
+        /// Which file.
+        path: PathBuf,
+        /// What was wrong.
+        detail: String,
+    },
+    /// No network profile has this name.
+    #[error("unknown network {0:?} (known: local, testnet)")]
+    UnknownNetwork(String),
+    /// A value is out of range.
+    #[error("invalid setting {name}: {detail}")]
+    Invalid {
+        /// The setting.
+        name: &'static str,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// Settings as one layer gives them; `None` leaves the setting to the next layer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    /// Network profile name.
+    pub network: Option<String>,
+    /// libp2p listen addresses.
+    pub listen: Option<Vec<String>>,
+    /// Address of the local control API.
+    pub api: Option<SocketAddr>,
+    /// Peers to dial at start and to seed Kademlia with.
+    pub bootstrap: Option<Vec<String>>,
+    /// Local peer discovery by mDNS.
+    pub mdns: Option<bool>,
+    /// Most established connections in all.
+    pub max_connections: Option<u32>,
+    /// Most established connections per peer.
+    pub max_connections_per_peer: Option<u32>,
+    /// Refuse new connections once the process uses this share of the machine's memory.
+    pub max_memory_fraction: Option<f64>,
+}
+
+impl Layer {
+    /// Each setting of `self`, or else of `lower`.
+    pub fn or(self, lower: Layer) -> Layer {
+        Layer {
+            network: self.network.or(lower.network),
+            listen: self.listen.or(lower.listen),
+            api: self.api.or(lower.api),
+            bootstrap: self.bootstrap.or(lower.bootstrap),
+            mdns: self.mdns.or(lower.mdns),
+            max_connections: self.max_connections.or(lower.max_connections),
+            max_connections_per_peer: self.max_connections_per_peer.or(lower.max_connections_per_peer),
+            max_memory_fraction: self.max_memory_fraction.or(lower.max_memory_fraction),
+        }
+    }
+
+    /// Reads a layer from a TOML file.
+    pub fn from_file(path: &Path) -> Result<Layer, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|e| Error::Parse { path: path.into(), detail: e.message().to_owned() })
+    }
+}
+
+/// A network profile: which protocol ids and bootstrap peers a network uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    /// Its name.
+    pub name: String,
+    /// Prefix of every protocol id and gossip topic, e.g. `/rapport/testnet`.
+    pub prefix: String,
+    /// Its settings, below the config file and above the defaults.
+    pub layer_bootstrap: Vec<String>,
+}
+
+impl Network {
+    /// The profile called `name`.
+    pub fn named(name: &str) -> Result<Network, Error> {
+        match name {
+            "local" | "testnet" => {
+                Ok(Network { name: name.into(), prefix: format!("/rapport/{name}"), layer_bootstrap: Vec::new() })
+            }
+            other => Err(Error::UnknownNetwork(other.into())),
+        }
+    }
+
+    /// The request-response protocol carrying one signed message per request (spec §13.2).
+    pub fn message_protocol(&self) -> String {
+        format!("{}/msg/1", self.prefix)
+    }
+
+    /// Kademlia's protocol name; never the IPFS DHT's.
+    pub fn kad_protocol(&self) -> String {
+        format!("{}/kad/1.0.0", self.prefix)
+    }
+
+    /// The identify protocol version string.
+    pub fn identify_version(&self) -> String {
+        format!("{}/id/1", self.prefix)
+    }
+
+    /// Gossip topic of public offers.
+    pub fn offers_topic(&self) -> String {
+        format!("{}/offers/1", self.prefix)
+    }
+
+    /// Gossip topic of public intents.
+    pub fn intents_topic(&self) -> String {
+        format!("{}/intents/1", self.prefix)
+    }
+}
+
+/// The resolved configuration of a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The network profile.
+    pub network: Network,
+    /// libp2p listen addresses.
+    pub listen: Vec<String>,
+    /// Local control API address; loopback unless configured otherwise.
+    pub api: SocketAddr,
+    /// Bootstrap peers.
+    pub bootstrap: Vec<String>,
+    /// mDNS discovery.
+    pub mdns: bool,
+    /// Connection cap.
+    pub max_connections: u32,
+    /// Per-peer connection cap.
+    pub max_connections_per_peer: u32,
+    /// Memory share above which new connections are refused.
+    pub max_memory_fraction: f64,
+}
+
+/// The defaults, the lowest layer.
+pub fn defaults() -> Layer {
+    Layer {
+        network: Some("local".into()),
+        listen: Some(vec!["/ip4/0.0.0.0/tcp/4710".into(), "/ip4/0.0.0.0/udp/4710/quic-v1".into()]),
+        api: Some(SocketAddr::from(([127, 0, 0, 1], 4711))),
+        bootstrap: Some(Vec::new()),
+        mdns: Some(true),
+        max_connections: Some(512),
+        max_connections_per_peer: Some(4),
+        max_memory_fraction: Some(0.8),
+    }
+}
+
+impl Config {
+    /// Resolves the layers: `overrides` (flags and environment) over `config.toml` in
+    /// `data_dir` (if present) over the network profile over the defaults.
+    pub fn load(data_dir: &Path, overrides: Layer) -> Result<Config, Error> {
+        let file_path = data_dir.join(CONFIG_FILE);
+        let file = if file_path.exists() { Layer::from_file(&file_path)? } else { Layer::default() };
+        let above_profile = overrides.or(file);
+        let name = above_profile.network.clone().or(defaults().network).unwrap_or_default();
+        let network = Network::named(&name)?;
+        let profile = Layer { bootstrap: Some(network.layer_bootstrap.clone()), ..Layer::default() };
+        let l = above_profile.or(profile).or(defaults());
+        let fraction = l.max_memory_fraction.unwrap_or(0.8);
+        if !(fraction > 0.0 && fraction <= 1.0) {
+            return Err(Error::Invalid { name: "max_memory_fraction", detail: format!("{fraction} is not in (0, 1]") });
+        }
+        Ok(Config {
+            data_dir: data_dir.into(),
+            network,
+            listen: l.listen.unwrap_or_default(),
+            api: l.api.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+            bootstrap: l.bootstrap.unwrap_or_default(),
+            mdns: l.mdns.unwrap_or(true),
+            max_connections: l.max_connections.unwrap_or(512),
+            max_connections_per_peer: l.max_connections_per_peer.unwrap_or(4),
+            max_memory_fraction: fraction,
+        })
+    }
+}
+
+/// The text `rapport init` writes: the network and, commented out, every other default.
+pub fn initial_file(network: &str) -> String {
+    format!(
+        "# Rapport node configuration. Flags and RAPPORT_* variables override these settings.\n\
+         network = {network:?}\n\
+         # listen = [\"/ip4/0.0.0.0/tcp/4710\", \"/ip4/0.0.0.0/udp/4710/quic-v1\"]\n\
+         # api = \"127.0.0.1:4711\"\n\
+         # bootstrap = []\n\
+         # mdns = true\n\
+         # max_connections = 512\n\
+         # max_connections_per_peer = 4\n\
+         # max_memory_fraction = 0.8\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_resolve_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), "network = \"testnet\"\nmdns = false\nmax_connections = 9\n")
+            .unwrap();
+        let flags = Layer { max_connections: Some(3), ..Layer::default() };
+        let c = Config::load(dir.path(), flags).unwrap();
+        assert_eq!(c.max_connections, 3, "flags beat the file");
+        assert!(!c.mdns, "the file beats the defaults");
+        assert_eq!(c.network.name, "testnet");
+        assert_eq!(c.network.kad_protocol(), "/rapport/testnet/kad/1.0.0");
+        assert_eq!(c.max_connections_per_peer, 4, "defaults fill the rest");
+        assert_eq!(c.api, SocketAddr::from(([127, 0, 0, 1], 4711)));
+    }
+
+    #[test]
+    fn the_initial_file_parses_and_bad_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), initial_file("local")).unwrap();
+        assert_eq!(Config::load(dir.path(), Layer::default()).unwrap().network.name, "local");
+        std::fs::write(dir.path().join(CONFIG_FILE), "mdsn = true\n").unwrap();
+        assert!(matches!(Config::load(dir.path(), Layer::default()), Err(Error::Parse { .. })));
+        std::fs::write(dir.path().join(CONFIG_FILE), "network = \"mainnet\"\n").unwrap();
+        assert!(matches!(Config::load(dir.path(), Layer::default()), Err(Error::UnknownNetwork(_))));
+        std::fs::write(dir.path().join(CONFIG_FILE), "max_memory_fraction = 1.5\n").unwrap();
+        assert!(matches!(Config::load(dir.path(), Layer::default()), Err(Error::Invalid { .. })));
+    }
+}

@@ -1,0 +1,165 @@
+//! The on-disk [`Store`]: sled, one tree per collection.
+
+use std::path::Path;
+
+use rapport_protocol::{MessageId, RelationshipId};
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional as _;
+
+use super::{Error, OutboxEntry, Store};
+
+/// A [`Store`] in a sled database.
+#[derive(Debug, Clone)]
+pub struct Disk {
+    db: sled::Db,
+    /// Message id → envelope bytes.
+    messages: sled::Tree,
+    /// Relationship id (16 bytes) ‖ arrival counter (8 bytes, big-endian) → message id.
+    index: sled::Tree,
+    /// Message id → [`Record`].
+    outbox: sled::Tree,
+    /// Peer id text → JSON list of multiaddrs.
+    peers: sled::Tree,
+}
+
+/// An [`OutboxEntry`] as stored.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    id: String,
+    peer: String,
+    attempts: u32,
+    next_attempt: u64,
+    queued_at: u64,
+}
+
+fn backend(e: impl std::fmt::Display) -> Error {
+    Error::Backend(e.to_string())
+}
+
+fn corrupt(tree: &'static str, detail: impl std::fmt::Display) -> Error {
+    Error::Corrupt { tree, detail: detail.to_string() }
+}
+
+impl Disk {
+    /// Opens (or creates) the database in directory `path`.
+    pub fn open(path: &Path) -> Result<Disk, Error> {
+        let db = sled::Config::new().path(path).open().map_err(backend)?;
+        Ok(Disk {
+            messages: db.open_tree("messages").map_err(backend)?,
+            index: db.open_tree("index").map_err(backend)?,
+            outbox: db.open_tree("outbox").map_err(backend)?,
+            peers: db.open_tree("peers").map_err(backend)?,
+            db,
+        })
+    }
+}
+
+impl Store for Disk {
+    fn put_message(&self, relationship: Option<RelationshipId>, id: MessageId, bytes: &[u8]) -> Result<bool, Error> {
+        // Both writes or neither: a message stored but missing from its relationship's index
+        // would be refused as a duplicate and never indexed.
+        let counter = self.db.generate_id().map_err(backend)?;
+        let result = (&self.messages, &self.index).transaction(|(messages, index)| {
+            if messages.get(id.as_bytes())?.is_some() {
+                return Ok(false);
+            }
+            messages.insert(id.as_bytes().as_slice(), bytes)?;
+            if let Some(rel) = relationship {
+                let mut key = [0u8; 24];
+                key[..16].copy_from_slice(rel.as_bytes());
+                key[16..].copy_from_slice(&counter.to_be_bytes());
+                index.insert(key.as_slice(), id.as_bytes().as_slice())?;
+            }
+            Ok::<_, ConflictableTransactionError<()>>(true)
+        });
+        match result {
+            Ok(inserted) => Ok(inserted),
+            Err(TransactionError::Storage(e)) => Err(backend(e)),
+            Err(TransactionError::Abort(())) => Err(Error::Backend("transaction aborted".into())),
+        }
+    }
+
+    fn message(&self, id: &MessageId) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.messages.get(id.as_bytes()).map_err(backend)?.map(|v| v.to_vec()))
+    }
+
+    fn relationship(&self, relationship: &RelationshipId) -> Result<Vec<Vec<u8>>, Error> {
+        let mut out = Vec::new();
+        for entry in self.index.scan_prefix(relationship.as_bytes()) {
+            let (_, id) = entry.map_err(backend)?;
+            let bytes = self.messages.get(&id).map_err(backend)?.ok_or_else(|| corrupt("index", "dangling id"))?;
+            out.push(bytes.to_vec());
+        }
+        Ok(out)
+    }
+
+    fn relationships(&self) -> Result<Vec<RelationshipId>, Error> {
+        let mut out: Vec<RelationshipId> = Vec::new();
+        for entry in self.index.iter() {
+            let (key, _) = entry.map_err(backend)?;
+            let rel =
+                RelationshipId::from_slice(&key[..16.min(key.len())]).ok_or_else(|| corrupt("index", "short key"))?;
+            if out.last() != Some(&rel) {
+                out.push(rel);
+            }
+        }
+        Ok(out)
+    }
+
+    fn outbox_put(&self, entry: &OutboxEntry) -> Result<(), Error> {
+        let record = Record {
+            id: entry.id.to_hex(),
+            peer: entry.peer.clone(),
+            attempts: entry.attempts,
+            next_attempt: entry.next_attempt,
+            queued_at: entry.queued_at,
+        };
+        let value = serde_json::to_vec(&record).map_err(backend)?;
+        self.outbox.insert(entry.id.as_bytes(), value).map_err(backend)?;
+        Ok(())
+    }
+
+    fn outbox_remove(&self, id: &MessageId) -> Result<bool, Error> {
+        Ok(self.outbox.remove(id.as_bytes()).map_err(backend)?.is_some())
+    }
+
+    fn outbox(&self) -> Result<Vec<OutboxEntry>, Error> {
+        let mut out = Vec::new();
+        for entry in self.outbox.iter() {
+            let (_, value) = entry.map_err(backend)?;
+            let r: Record = serde_json::from_slice(&value).map_err(|e| corrupt("outbox", e))?;
+            let id = MessageId::from_hex(&r.id).ok_or_else(|| corrupt("outbox", "bad message id"))?;
+            out.push(OutboxEntry {
+                id,
+                peer: r.peer,
+                attempts: r.attempts,
+                next_attempt: r.next_attempt,
+                queued_at: r.queued_at,
+            });
+        }
+        Ok(out)
+    }
+
+    fn peer_put(&self, peer: &str, addresses: &[String]) -> Result<(), Error> {
+        let value = serde_json::to_vec(addresses).map_err(backend)?;
+        self.peers.insert(peer.as_bytes(), value).map_err(backend)?;
+        Ok(())
+    }
+
+    fn peers(&self) -> Result<Vec<(String, Vec<String>)>, Error> {
+        let mut out = Vec::new();
+        for entry in self.peers.iter() {
+            let (key, value) = entry.map_err(backend)?;
+            let peer = String::from_utf8(key.to_vec()).map_err(|e| corrupt("peers", e))?;
+            let addresses: Vec<String> = serde_json::from_slice(&value).map_err(|e| corrupt("peers", e))?;
+            out.push((peer, addresses));
+        }
+        Ok(out)
+    }
+
+    fn flush(&self) -> Result<(), Error> {
+        self.db.flush().map_err(backend)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,79 @@
+//! Durable storage behind a small trait (spec §13.4): signed messages by id, each
+//! relationship's messages in the order this node accepted them, the outbox and known peers.
+//!
+//! [`Disk`] keeps them in sled; [`Memory`] in maps, for tests. No sled type appears in a public
+//! signature, so the backend can change behind [`Store`].
+//!
+//! A write is durable only after [`Store::flush`] returns: sled acknowledges writes before they
+//! reach the disk. The node flushes once for every batch of messages that arrived meanwhile
+//! (group commit) and sends their receipts only after that flush.
+
+mod disk;
+mod memory;
+
+pub use disk::Disk;
+pub use memory::Memory;
+
+use rapport_protocol::{MessageId, RelationshipId, Timestamp};
+
+/// Why the store failed. Nothing the store reports is caused by a peer's input.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The backend failed (disk full, I/O error, corruption). The node stops accepting messages
+    /// rather than answer with receipts it cannot honour; restart it once the disk is fixed.
+    #[error("storage backend: {0}")]
+    Backend(String),
+    /// A stored record could not be decoded: the data directory was written by an incompatible
+    /// version or damaged.
+    #[error("corrupt record in {tree}: {detail}")]
+    Corrupt {
+        /// Which collection.
+        tree: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// A message waiting for its recipient's signed receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// The message.
+    pub id: MessageId,
+    /// The recipient's libp2p peer id, as text.
+    pub peer: String,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Earliest time of the next attempt, Unix ms.
+    pub next_attempt: Timestamp,
+    /// When the message was queued, Unix ms.
+    pub queued_at: Timestamp,
+}
+
+/// Storage for one node. Implementations are shared between the event loop and the API, so
+/// every method takes `&self`.
+pub trait Store: Send + Sync + 'static {
+    /// Stores `bytes` under `id` and, if `relationship` is given, appends `id` to that
+    /// relationship's index. Returns `false`, changing nothing, if `id` was already stored.
+    fn put_message(&self, relationship: Option<RelationshipId>, id: MessageId, bytes: &[u8]) -> Result<bool, Error>;
+    /// The bytes of message `id`.
+    fn message(&self, id: &MessageId) -> Result<Option<Vec<u8>>, Error>;
+    /// The messages of `relationship` in the order they were stored.
+    fn relationship(&self, relationship: &RelationshipId) -> Result<Vec<Vec<u8>>, Error>;
+    /// Every relationship with at least one stored message.
+    fn relationships(&self) -> Result<Vec<RelationshipId>, Error>;
+    /// Adds or replaces an outbox entry.
+    fn outbox_put(&self, entry: &OutboxEntry) -> Result<(), Error>;
+    /// Removes an outbox entry; `false` if there was none.
+    fn outbox_remove(&self, id: &MessageId) -> Result<bool, Error>;
+    /// Every outbox entry.
+    fn outbox(&self) -> Result<Vec<OutboxEntry>, Error>;
+    /// Remembers the addresses of a peer (text forms of its peer id and multiaddrs).
+    fn peer_put(&self, peer: &str, addresses: &[String]) -> Result<(), Error>;
+    /// Every remembered peer and its addresses.
+    fn peers(&self) -> Result<Vec<(String, Vec<String>)>, Error>;
+    /// Makes every write so far durable.
+    fn flush(&self) -> Result<(), Error>;
+}
+
+#[cfg(test)]
+mod tests;

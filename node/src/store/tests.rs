@@ -1,0 +1,80 @@
+//! One suite, run against both stores, so that the in-memory store used by tests behaves as
+//! the disk store does.
+
+use rapport_protocol::{MessageId, RelationshipId};
+
+use super::*;
+
+fn id(n: u8) -> MessageId {
+    MessageId::from_bytes([n; 32])
+}
+
+fn rel(n: u8) -> RelationshipId {
+    RelationshipId::from_bytes([n; 16])
+}
+
+fn entry(n: u8, attempts: u32) -> OutboxEntry {
+    OutboxEntry { id: id(n), peer: format!("peer-{n}"), attempts, next_attempt: 10 * u64::from(n), queued_at: 7 }
+}
+
+fn suite(store: &dyn Store) {
+    // Messages: idempotent by id, indexed per relationship in arrival order.
+    assert!(store.put_message(Some(rel(1)), id(3), b"third").unwrap());
+    assert!(store.put_message(Some(rel(2)), id(1), b"other").unwrap());
+    assert!(store.put_message(Some(rel(1)), id(2), b"fourth").unwrap());
+    assert!(store.put_message(None, id(9), b"public").unwrap());
+    assert!(!store.put_message(Some(rel(1)), id(3), b"changed").unwrap(), "a second put is refused");
+    assert_eq!(store.message(&id(3)).unwrap().as_deref(), Some(b"third".as_slice()));
+    assert_eq!(store.message(&id(9)).unwrap().as_deref(), Some(b"public".as_slice()));
+    assert_eq!(store.message(&id(4)).unwrap(), None);
+    assert_eq!(store.relationship(&rel(1)).unwrap(), vec![b"third".to_vec(), b"fourth".to_vec()]);
+    assert_eq!(store.relationship(&rel(3)).unwrap(), Vec::<Vec<u8>>::new());
+    assert_eq!(store.relationships().unwrap(), vec![rel(1), rel(2)]);
+
+    // Outbox: put replaces, remove reports whether there was an entry.
+    store.outbox_put(&entry(1, 0)).unwrap();
+    store.outbox_put(&entry(2, 0)).unwrap();
+    store.outbox_put(&entry(1, 3)).unwrap();
+    let mut outbox = store.outbox().unwrap();
+    outbox.sort_by_key(|e| e.id);
+    assert_eq!(outbox, vec![entry(1, 3), entry(2, 0)]);
+    assert!(store.outbox_remove(&id(1)).unwrap());
+    assert!(!store.outbox_remove(&id(1)).unwrap());
+    assert_eq!(store.outbox().unwrap(), vec![entry(2, 0)]);
+
+    // Peers.
+    store.peer_put("a", &["/ip4/127.0.0.1/tcp/1".into()]).unwrap();
+    store.peer_put("a", &["/ip4/127.0.0.1/tcp/2".into()]).unwrap();
+    assert_eq!(store.peers().unwrap(), vec![("a".to_string(), vec!["/ip4/127.0.0.1/tcp/2".to_string()])]);
+    store.flush().unwrap();
+}
+
+#[test]
+fn memory_store() {
+    suite(&Memory::new());
+}
+
+#[test]
+fn disk_store() {
+    let dir = tempfile::tempdir().unwrap();
+    suite(&Disk::open(&dir.path().join("db")).unwrap());
+}
+
+#[test]
+fn disk_store_keeps_everything_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let store = Disk::open(&path).unwrap();
+        store.put_message(Some(rel(1)), id(1), b"one").unwrap();
+        store.put_message(Some(rel(1)), id(2), b"two").unwrap();
+        store.outbox_put(&entry(2, 1)).unwrap();
+        store.flush().unwrap();
+    }
+    let store = Disk::open(&path).unwrap();
+    assert_eq!(store.relationship(&rel(1)).unwrap(), vec![b"one".to_vec(), b"two".to_vec()]);
+    assert_eq!(store.outbox().unwrap(), vec![entry(2, 1)]);
+    // The arrival counter continues after a reopen, so new messages sort after old ones.
+    store.put_message(Some(rel(1)), id(0), b"three").unwrap();
+    assert_eq!(store.relationship(&rel(1)).unwrap().last().map(Vec::as_slice), Some(b"three".as_slice()));
+}
