@@ -1,0 +1,157 @@
+//! The framing of `/rapport/<network>/msg/1` (spec §13.2): on one stream, the requester
+//! writes one frame holding one COSE_Sign1 envelope and closes its side; the responder writes
+//! one frame holding its signed `receipt` or `problem_report` and closes. A frame is the
+//! payload's length as an unsigned LEB128 varint (multiformats `unsigned-varint`, at most three
+//! bytes here) followed by exactly that many bytes. The bytes are carried untouched: the codec
+//! never decodes or re-encodes what was signed.
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use libp2p::StreamProtocol;
+use rapport_protocol::cbor::MAX_MESSAGE_SIZE;
+
+/// Largest frame payload: the protocol's message size limit.
+pub const MAX_FRAME: usize = MAX_MESSAGE_SIZE;
+
+/// The request-response codec: signed bytes in, signed bytes out.
+#[derive(Debug, Clone, Default)]
+pub struct Codec;
+
+/// Writes `bytes` as one frame.
+pub async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
+    if bytes.len() > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "message larger than the frame limit"));
+    }
+    let mut head = [0u8; 10];
+    let mut n = bytes.len();
+    let mut len = 0;
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        head[len] = if n == 0 { byte } else { byte | 0x80 };
+        len += 1;
+        if n == 0 {
+            break;
+        }
+    }
+    io.write_all(&head[..len]).await?;
+    io.write_all(bytes).await?;
+    io.flush().await
+}
+
+/// Reads one frame, refusing a length above [`MAX_FRAME`] before reading its payload, and a
+/// non-minimal varint.
+pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<Vec<u8>> {
+    let mut len: usize = 0;
+    for i in 0..3 {
+        let mut b = [0u8; 1];
+        io.read_exact(&mut b).await?;
+        len |= usize::from(b[0] & 0x7f) << (7 * i);
+        if b[0] & 0x80 == 0 {
+            if i > 0 && b[0] == 0 {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "non-minimal frame length"));
+            }
+            if len > MAX_FRAME {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("frame of {len} bytes exceeds {MAX_FRAME}"),
+                ));
+            }
+            let mut out = vec![0u8; len];
+            io.read_exact(&mut out).await?;
+            return Ok(out);
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame length exceeds {MAX_FRAME}")))
+}
+
+impl libp2p::request_response::Codec for Codec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        read_frame(io).await
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        read_frame(io).await
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()> {
+        write_frame(io, &req).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()> {
+        write_frame(io, &res).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::executor::block_on;
+    use futures::io::Cursor;
+
+    use super::*;
+
+    fn framed(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        block_on(write_frame(&mut out, bytes)).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn frames_round_trip_with_minimal_lengths() {
+        for len in [0usize, 1, 127, 128, 300, 16_383, 16_384, MAX_FRAME] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let wire = framed(&bytes);
+            let head = wire.len() - len;
+            assert_eq!(
+                head,
+                if len < 128 {
+                    1
+                } else if len < 16_384 {
+                    2
+                } else {
+                    3
+                },
+                "length {len}"
+            );
+            assert_eq!(block_on(read_frame(&mut Cursor::new(wire))).unwrap(), bytes);
+        }
+        assert_eq!(framed(&[0xaa; 300])[..2], [0xac, 0x02]);
+    }
+
+    #[test]
+    fn oversized_truncated_and_non_minimal_frames_are_refused() {
+        let mut out = Cursor::new(Vec::new());
+        assert!(block_on(write_frame(&mut out, &vec![0; MAX_FRAME + 1])).is_err());
+        // A length of MAX_FRAME + 1 is refused before any payload is read.
+        let mut big = framed(&vec![0; MAX_FRAME]);
+        big[0] += 1;
+        assert_eq!(block_on(read_frame(&mut Cursor::new(big))).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        // Four-byte lengths, non-minimal lengths and truncated payloads.
+        for wire in [vec![0x80, 0x80, 0x80, 0x01], vec![0x81, 0x00, 0x00], vec![0x05, 1, 2]] {
+            assert!(block_on(read_frame(&mut Cursor::new(wire))).is_err());
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The libp2p side of the node (spec §13.2): the swarm, its behaviours and their limits. This
+//! module owns the `Swarm`; the node's event loop drives it and sees only the events of
+//! [`Behaviour`].
+//!
+//! Every protocol id carries the network's prefix (`/rapport/<network>/…`), so nodes of
+//! different networks, and the IPFS DHT, never mix.
+
+pub mod codec;
+
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::kad::store::MemoryStore;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    connection_limits, gossipsub, identify, kad, mdns, memory_connection_limits, noise, ping, request_response, tcp,
+    yamux, StreamProtocol, Swarm,
+};
+use prometheus_client::registry::Registry;
+
+use crate::config::Config;
+
+/// Most message streams a connection may have open at once, each way. Raised from
+/// request-response's default of 100 so that 64 messages in flight to one peer, with their
+/// receipts, never wait on the limit; bounded so that one peer cannot open streams without end.
+pub const MAX_CONCURRENT_STREAMS: usize = 256;
+/// How long a request may wait for its receipt before the outbox tries again.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections with no open stream are closed after this long.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most incoming connections being set up at once.
+pub const MAX_PENDING_INCOMING: u32 = 64;
+/// Largest gossiped message: a public offer or intent, signed.
+pub const MAX_GOSSIP_SIZE: usize = rapport_protocol::cbor::MAX_MESSAGE_SIZE + 1024;
+
+/// Why the swarm could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A transport could not be set up.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// A behaviour's configuration was refused.
+    #[error("behaviour: {0}")]
+    Behaviour(String),
+    /// A protocol id is not valid (it must start with `/`).
+    #[error("invalid protocol id {0:?}")]
+    Protocol(String),
+}
+
+pub use behaviour::{Behaviour, BehaviourEvent};
+
+/// The derive generates `BehaviourEvent`, one variant per field, each holding that
+/// behaviour's own (documented) event type.
+mod behaviour {
+    #![allow(missing_docs)]
+    use super::*;
+
+    /// The behaviours a Rapport node runs. Limits come first, so that a connection refused by
+    /// them never reaches the others.
+    #[derive(NetworkBehaviour)]
+    pub struct Behaviour {
+        /// Caps on established and pending connections.
+        pub limits: connection_limits::Behaviour,
+        /// Refuses new connections when the process uses too much memory.
+        pub memory: memory_connection_limits::Behaviour,
+        /// Signed messages and their receipts.
+        pub messages: request_response::Behaviour<codec::Codec>,
+        /// Peer routing under Rapport's own protocol name.
+        pub kad: kad::Behaviour<MemoryStore>,
+        /// Public offers and intents.
+        pub gossipsub: gossipsub::Behaviour,
+        /// Exchange of listen addresses and protocols.
+        pub identify: identify::Behaviour,
+        /// Liveness.
+        pub ping: ping::Behaviour,
+        /// Local discovery, when the configuration turns it on.
+        pub mdns: libp2p::swarm::behaviour::toggle::Toggle<mdns::tokio::Behaviour>,
+    }
+
+    impl std::fmt::Debug for Behaviour {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Behaviour").finish_non_exhaustive()
+        }
+    }
+}
+
+fn protocol(id: String) -> Result<StreamProtocol, Error> {
+    StreamProtocol::try_from_owned(id.clone()).map_err(|_| Error::Protocol(id))
+}
+
+impl Behaviour {
+    /// The behaviours for `config`, as `keypair`'s node.
+    pub fn new(keypair: &Keypair, config: &Config) -> Result<Behaviour, Error> {
+        let peer_id = keypair.public().to_peer_id();
+        let net = &config.network;
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(config.max_connections))
+            .with_max_established_per_peer(Some(config.max_connections_per_peer))
+            .with_max_pending_incoming(Some(MAX_PENDING_INCOMING));
+        let messages = request_response::Behaviour::new(
+            [(protocol(net.message_protocol())?, request_response::ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(REQUEST_TIMEOUT)
+                .with_max_concurrent_streams(MAX_CONCURRENT_STREAMS),
+        );
+        let mut kad_config = kad::Config::new(protocol(net.kad_protocol())?);
+        kad_config.set_query_timeout(Duration::from_secs(30));
+        let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
+        kad.set_mode(Some(kad::Mode::Server));
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .max_transmit_size(MAX_GOSSIP_SIZE)
+            .build()
+            .map_err(|e| Error::Behaviour(e.to_string()))?;
+        let gossipsub =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(keypair.clone()), gossip_config)
+                .map_err(|e| Error::Behaviour(e.to_string()))?;
+        let identify = identify::Behaviour::new(identify::Config::new(net.identify_version(), keypair.public()));
+        let mdns = if config.mdns {
+            Some(
+                mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
+                    .map_err(|e| Error::Behaviour(format!("mdns: {e}")))?,
+            )
+        } else {
+            None
+        };
+        Ok(Behaviour {
+            limits: connection_limits::Behaviour::new(limits),
+            memory: memory_connection_limits::Behaviour::with_max_percentage(config.max_memory_fraction),
+            messages,
+            kad,
+            gossipsub,
+            identify,
+            ping: ping::Behaviour::default(),
+            mdns: mdns.into(),
+        })
+    }
+}
+
+/// Builds the swarm: TCP (Noise, Yamux) and QUIC, the behaviours of [`Behaviour::new`], and
+/// libp2p's bandwidth metrics in `registry`.
+pub fn swarm(keypair: Keypair, config: &Config, registry: &mut Registry) -> Result<Swarm<Behaviour>, Error> {
+    let behaviour = Behaviour::new(&keypair, config)?;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| Error::Transport(e.to_string()))?
+        .with_quic()
+        .with_bandwidth_metrics(registry)
+        .with_behaviour(|_| behaviour)
+        .map_err(|e| Error::Behaviour(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
+        .build();
+    Ok(swarm)
+}
