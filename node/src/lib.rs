@@ -1,5 +1,16 @@
-//! The Rapport node daemon (`rapport`): libp2p transport, durable storage, delivery with
-//! signed receipts, the local control API and the CLI.
+//! # rapport-node
 //!
-//! Not built yet: this crate is a workspace member so that the layout of `DESIGN.md` holds
-//! from the start. It depends on `rapport-protocol` for every byte it will sign or verify.
+//! The Rapport node daemon, `rapport`: it carries the signed messages of
+//! [`rapport_protocol`] between customers and vendors over libp2p, stores them durably, answers
+//! each with a signed receipt once it is on disk, and serves a local HTTP API that the CLI
+//! uses. The wire protocol and the node's files are specified in `spec/protocol.md` §13.
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod engine;
+pub mod identity;
+pub mod network;
+pub mod store;

@@ -1,0 +1,221 @@
+//! The local control API (spec §13.5): HTTP/JSON on a loopback address, every route behind the
+//! bearer token in the data directory's `api-token` file. The CLI is a client of it; the
+//! OpenAPI document is served at `/openapi.json`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rapport_protocol::{Body, KeyId, Message, Offer, RelationshipId};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{self, Command, Draft, Handle};
+use crate::store::Store;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Commands to the event loop.
+    pub handle: Handle,
+    /// The store, for reads that need not go through the loop.
+    pub store: Arc<dyn Store>,
+    /// The bearer token.
+    pub token: Arc<str>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// An API error: an HTTP status and a one-line reason, as `{"error": …, "code": …}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: Option<String>,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, code: None, message: message.into() }
+    }
+}
+
+/// The JSON shape of an error.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// One-line reason.
+    pub error: String,
+    /// Protocol problem code, when the protocol refused the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(ErrorBody { error: self.message, code: self.code })).into_response()
+    }
+}
+
+impl From<engine::Error> for ApiError {
+    fn from(e: engine::Error) -> ApiError {
+        match e {
+            engine::Error::Refused { code, detail } => {
+                ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, code: Some(code.as_str().into()), message: detail }
+            }
+            engine::Error::BadRequest(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+            engine::Error::Store(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            engine::Error::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
+        }
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// Compares in time independent of where the strings differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(token) if same(token.as_bytes(), state.token.as_bytes()) => next.run(request).await,
+        _ => ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response(),
+    }
+}
+
+/// The router, every route behind the token.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/v1/status", get(status))
+        .route("/v1/id", get(id))
+        .route("/v1/peers", get(peers))
+        .route("/v1/connect", post(connect))
+        .route("/v1/offer", post(offer))
+        .route("/v1/relationships", get(relationships))
+        .route("/v1/relationships/{id}/log", get(log))
+        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .with_state(state)
+}
+
+async fn status(State(s): State<AppState>) -> ApiResult<engine::Status> {
+    Ok(Json(s.handle.ask(Command::Status).await?))
+}
+
+/// The node's identifiers.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Id {
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// Rapport key id, hex.
+    pub key_id: String,
+    /// Listen addresses.
+    pub listen: Vec<String>,
+}
+
+async fn id(State(s): State<AppState>) -> ApiResult<Id> {
+    let st = s.handle.ask(Command::Status).await?;
+    Ok(Json(Id { peer_id: st.peer_id, key_id: st.key_id, listen: st.listen }))
+}
+
+async fn peers(State(s): State<AppState>) -> ApiResult<Vec<engine::Peer>> {
+    Ok(Json(s.handle.ask(Command::Peers).await?))
+}
+
+/// Body of `POST /v1/connect`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ConnectRequest {
+    /// A multiaddr, with or without `/p2p/<peer id>`.
+    pub address: String,
+}
+
+async fn connect(State(s): State<AppState>, Json(req): Json<ConnectRequest>) -> ApiResult<serde_json::Value> {
+    let addr =
+        req.address.parse().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad multiaddr: {e}")))?;
+    s.handle.ask(|tx| Command::Connect(addr, tx)).await??;
+    Ok(Json(serde_json::json!({ "dialing": req.address })))
+}
+
+/// Body of `POST /v1/offer`: an offer to a customer, which opens a relationship.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OfferRequest {
+    /// The customer's key id, hex.
+    pub to: String,
+    /// The offer, as spec §5.1 defines it.
+    pub offer: Offer,
+}
+
+fn key(hex: &str) -> Result<KeyId, ApiError> {
+    KeyId::from_hex(hex)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("{hex:?} is not a 64-digit hex key id")))
+}
+
+async fn offer(State(s): State<AppState>, Json(req): Json<OfferRequest>) -> ApiResult<engine::Submitted> {
+    let draft = Draft { relationship: None, to: Some(key(&req.to)?), body: Body::Offer(req.offer) };
+    Ok(Json(s.handle.ask(|tx| Command::Send(Box::new(draft), tx)).await??))
+}
+
+async fn relationships(State(s): State<AppState>) -> ApiResult<Vec<engine::Summary>> {
+    Ok(Json(s.handle.ask(Command::Relationships).await?))
+}
+
+/// One stored message of a relationship.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Message id, hex.
+    pub id: String,
+    /// Kind.
+    pub kind: String,
+    /// Sender's key id, hex.
+    pub from: String,
+    /// Sequence number (0 for receipts and problem reports).
+    pub seq: u64,
+    /// Creation time, Unix ms.
+    pub created_at: u64,
+    /// The envelope, hex.
+    pub envelope: String,
+}
+
+async fn log(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Vec<LogEntry>> {
+    let rel = RelationshipId::from_hex(&id).ok_or_else(|| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("{id:?} is not a 32-digit hex relationship id"))
+    })?;
+    let stored =
+        s.store.relationship(&rel).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if stored.is_empty() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no relationship {id}")));
+    }
+    let mut out = Vec::with_capacity(stored.len());
+    for bytes in stored {
+        let m = Message::open(&bytes)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("stored message: {e}")))?;
+        out.push(LogEntry {
+            id: m.id().to_hex(),
+            kind: m.kind().as_str().into(),
+            from: m.header().from.to_hex(),
+            seq: m.header().seq,
+            created_at: m.header().created_at,
+            envelope: hex::encode(&bytes),
+        });
+    }
+    Ok(Json(out))
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// The OpenAPI 3.1 description of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");

@@ -1,0 +1,677 @@
+//! The node's one event loop (spec §13.3). It owns the swarm, the relationships and the
+//! outbox; the API sends it [`Command`]s with one-shot replies. Signature checks run on a
+//! bounded pool of blocking workers, never on the loop; writes are made durable in groups
+//! (one flush for every message that arrived meanwhile) and receipts go out only after the
+//! flush that covers their message.
+
+pub mod outbox;
+pub mod relationships;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt as _;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identify, kad, mdns, Multiaddr, PeerId, Swarm};
+use rapport_protocol::relationship::Policy;
+use rapport_protocol::{
+    Body, Code, Event, HasCode as _, Header, KeyId, Message, MessageId, Payload, ProblemReport, Receipt,
+    RelationshipId, Timestamp,
+};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tracing::{debug, info, warn};
+
+use crate::identity::{self, Identity};
+use crate::network::{self, Behaviour, BehaviourEvent};
+use crate::store::{OutboxEntry, Store};
+pub use relationships::{Relationships, Summary};
+
+/// Commands waiting for the loop, at most.
+pub const COMMAND_QUEUE: usize = 256;
+/// Signature checks running or queued on the worker pool, at most; further requests are
+/// answered `internal` (retry later) instead of queueing without bound.
+pub const MAX_VERIFYING: usize = 1024;
+/// How often the outbox looks for messages due.
+pub const OUTBOX_TICK: Duration = Duration::from_millis(200);
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The protocol refused the message this node was asked to send; nothing was stored.
+    #[error("{code}: {detail}")]
+    Refused {
+        /// Problem code.
+        code: Code,
+        /// Why.
+        detail: String,
+    },
+    /// The store failed; nothing was sent.
+    #[error("storage: {0}")]
+    Store(#[from] crate::store::Error),
+    /// The request is not valid (unknown relationship, missing recipient, bad address).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The loop has stopped.
+    #[error("the node is shutting down")]
+    Stopped,
+}
+
+/// What the node is asked to send.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    /// The relationship; `None` opens a new one (the body must be an `offer` or
+    /// `terms_proposal`).
+    pub relationship: Option<RelationshipId>,
+    /// The recipient, required when opening a relationship.
+    pub to: Option<KeyId>,
+    /// The body.
+    pub body: Body,
+}
+
+/// A message accepted for delivery.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Submitted {
+    /// Message id, hex.
+    pub id: String,
+    /// Relationship id, hex.
+    pub relationship: String,
+    /// Kind.
+    pub kind: &'static str,
+}
+
+/// The node at a glance.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// Rapport key id, hex.
+    pub key_id: String,
+    /// Network profile.
+    pub network: String,
+    /// Addresses the swarm listens on.
+    pub listen: Vec<String>,
+    /// Connected peers.
+    pub peers: usize,
+    /// Messages waiting for a receipt.
+    pub outbox: usize,
+    /// Relationships by phase.
+    pub relationships: HashMap<&'static str, usize>,
+}
+
+/// A connected peer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Peer {
+    /// Its peer id.
+    pub peer_id: String,
+    /// The address of its first connection.
+    pub address: Option<String>,
+}
+
+/// A request to the loop, with its one-shot reply.
+#[derive(Debug)]
+pub enum Command {
+    /// [`Status`].
+    Status(oneshot::Sender<Status>),
+    /// Connected peers.
+    Peers(oneshot::Sender<Vec<Peer>>),
+    /// Dial an address.
+    Connect(Multiaddr, oneshot::Sender<Result<(), Error>>),
+    /// Sign, store and deliver a message.
+    Send(Box<Draft>, oneshot::Sender<Result<Submitted, Error>>),
+    /// Relationship summaries.
+    Relationships(oneshot::Sender<Vec<Summary>>),
+}
+
+/// A handle for sending commands to the loop.
+#[derive(Debug, Clone)]
+pub struct Handle(mpsc::Sender<Command>);
+
+impl Handle {
+    /// Sends a command built around a fresh reply channel and waits for the reply.
+    pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.0.send(make(tx)).await.map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+}
+
+/// The outcome of a signature check on the worker pool.
+enum Checked {
+    /// A message a peer sent us.
+    Request {
+        peer: PeerId,
+        channel: ResponseChannel<Vec<u8>>,
+        bytes: Vec<u8>,
+        opened: Result<Message, rapport_protocol::envelope::Error>,
+    },
+    /// The answer to a message we sent.
+    Response { peer: PeerId, sent: MessageId, opened: Result<Message, rapport_protocol::envelope::Error> },
+}
+
+/// Wall-clock time, Unix ms: the `now` the protocol core is given.
+pub fn now() -> Timestamp {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Timestamp).unwrap_or(0)
+}
+
+/// A signed answer and the stream it goes back on.
+type Answer = (ResponseChannel<Vec<u8>>, Vec<u8>);
+
+/// The event loop and everything it owns.
+pub struct Engine {
+    swarm: Swarm<Behaviour>,
+    store: Arc<dyn Store>,
+    identity: Identity,
+    network: String,
+    relationships: Relationships,
+    commands: mpsc::Receiver<Command>,
+    checked_tx: mpsc::Sender<Checked>,
+    checked_rx: mpsc::Receiver<Checked>,
+    verifying: Arc<Semaphore>,
+    /// Receipts for messages stored but not yet flushed.
+    unflushed: Vec<Answer>,
+    /// Receipts waiting on the flush in progress.
+    flushing: Option<Vec<Answer>>,
+    flushed_tx: mpsc::Sender<Result<(), crate::store::Error>>,
+    flushed_rx: mpsc::Receiver<Result<(), crate::store::Error>>,
+    outbox: HashMap<MessageId, OutboxEntry>,
+    in_flight: HashMap<OutboundRequestId, MessageId>,
+    sending: HashSet<MessageId>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("peer_id", &self.swarm.local_peer_id()).finish_non_exhaustive()
+    }
+}
+
+fn refused(e: &impl rapport_protocol::HasCode, detail: impl ToString) -> Error {
+    Error::Refused { code: e.code(), detail: detail.to_string() }
+}
+
+impl Engine {
+    /// An engine over `swarm` and `store`, and the handle that commands it. Relationships and
+    /// the outbox are loaded from the store.
+    pub fn new(
+        swarm: Swarm<Behaviour>,
+        store: Arc<dyn Store>,
+        identity: Identity,
+        network: String,
+    ) -> Result<(Engine, Handle), anyhow::Error> {
+        let relationships = Relationships::load(store.as_ref())?;
+        let outbox = store.outbox()?.into_iter().map(|e| (e.id, e)).collect();
+        let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
+        let (checked_tx, checked_rx) = mpsc::channel(MAX_VERIFYING);
+        let (flushed_tx, flushed_rx) = mpsc::channel(1);
+        let engine = Engine {
+            swarm,
+            store,
+            identity,
+            network,
+            relationships,
+            commands,
+            checked_tx,
+            checked_rx,
+            verifying: Arc::new(Semaphore::new(MAX_VERIFYING)),
+            unflushed: Vec::new(),
+            flushing: None,
+            flushed_tx,
+            flushed_rx,
+            outbox,
+            in_flight: HashMap::new(),
+            sending: HashSet::new(),
+        };
+        Ok((engine, Handle(tx)))
+    }
+
+    /// Runs until `shutdown` resolves, then stops accepting, finishes the flush in progress
+    /// and returns. Messages not yet receipted stay in the outbox for the next start.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        let mut tick = tokio::time::interval(OUTBOX_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => {
+                    info!("shutting down");
+                    break;
+                }
+                Some(result) = self.flushed_rx.recv() => self.on_flushed(result),
+                Some(checked) = self.checked_rx.recv() => self.on_checked(checked),
+                event = self.swarm.select_next_some() => self.on_swarm(event),
+                Some(command) = self.commands.recv() => self.on_command(command),
+                _ = tick.tick() => self.send_due(),
+                // Nothing else is ready: make the messages stored meanwhile durable, in one go.
+                () = std::future::ready(()), if self.flushing.is_none() && !self.unflushed.is_empty() => self.start_flush(),
+            }
+        }
+        // Graceful end: whatever was stored is flushed before the process exits; receipts not
+        // sent are sent again, as duplicates, when the peer retries.
+        if let Some(batch) = self.flushing.take() {
+            if let Some(result) = self.flushed_rx.recv().await {
+                self.flushing = Some(batch);
+                self.on_flushed(result);
+            }
+        }
+        if let Err(e) = self.store.flush() {
+            warn!(error = %e, "final flush failed");
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Command::Peers(reply) => {
+                let peers =
+                    self.swarm.connected_peers().map(|p| Peer { peer_id: p.to_string(), address: None }).collect();
+                let _ = reply.send(peers);
+            }
+            Command::Connect(addr, reply) => {
+                let result = self.swarm.dial(addr).map_err(|e| Error::BadRequest(format!("cannot dial: {e}")));
+                let _ = reply.send(result);
+            }
+            Command::Send(draft, reply) => {
+                let _ = reply.send(self.send(*draft));
+            }
+            Command::Relationships(reply) => {
+                let _ = reply.send(self.relationships.summaries(&self.identity.key_id()));
+            }
+        }
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            peer_id: self.swarm.local_peer_id().to_string(),
+            key_id: self.identity.key_id().to_hex(),
+            network: self.network.clone(),
+            listen: self.swarm.listeners().map(ToString::to_string).collect(),
+            peers: self.swarm.connected_peers().count(),
+            outbox: self.outbox.len(),
+            relationships: self.relationships.by_phase(),
+        }
+    }
+
+    /// Signs `draft`, applies it to our own view of the relationship, stores it with its
+    /// outbox entry durably, and starts delivery.
+    fn send(&mut self, draft: Draft) -> Result<Submitted, Error> {
+        let me = self.identity.key_id();
+        let at = now();
+        let header = match draft.relationship {
+            Some(id) => {
+                let rel =
+                    self.relationships.get(&id).ok_or_else(|| Error::BadRequest(format!("no relationship {id}")))?;
+                let role = rel.role(&me).ok_or_else(|| Error::BadRequest("this node is not a party".into()))?;
+                rel.next_header(role, at)
+            }
+            None => {
+                let to = draft.to.ok_or_else(|| Error::BadRequest("a new relationship needs a recipient".into()))?;
+                let mut id = [0u8; 16];
+                rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
+                Header::opening(RelationshipId::from_bytes(id), me, to, at)
+            }
+        };
+        let to = header.to.ok_or_else(|| Error::BadRequest("no recipient".into()))?;
+        let peer = identity::peer_of(&to).ok_or_else(|| Error::BadRequest("recipient is not an Ed25519 key".into()))?;
+        let message =
+            Message::seal(Payload { header, body: draft.body }, &self.identity.key).map_err(|e| refused(&e, &e))?;
+        self.relationships.apply(&message, at, Policy::LIVE).map_err(|e| refused(&e, &e))?;
+        let rel = message.header().relationship;
+        let entry =
+            OutboxEntry { id: message.id(), peer: peer.to_string(), attempts: 0, next_attempt: at, queued_at: at };
+        let stored = self
+            .store
+            .put_message(rel, message.id(), message.bytes())
+            .and_then(|_| self.store.outbox_put(&entry))
+            .and_then(|()| self.store.flush());
+        if let Err(e) = stored {
+            if let Some(rel) = rel {
+                let _ = self.relationships.reload(self.store.as_ref(), &rel);
+            }
+            return Err(e.into());
+        }
+        self.outbox.insert(entry.id, entry);
+        self.deliver(message.id());
+        Ok(Submitted {
+            id: message.id().to_hex(),
+            relationship: rel.map(|r| r.to_hex()).unwrap_or_default(),
+            kind: message.kind().as_str(),
+        })
+    }
+
+    /// Sends outbox message `id` now, unless it is already on its way.
+    fn deliver(&mut self, id: MessageId) {
+        if self.sending.contains(&id) {
+            return;
+        }
+        let Some(entry) = self.outbox.get(&id) else { return };
+        let Ok(peer) = entry.peer.parse::<PeerId>() else {
+            warn!(%id, peer = %entry.peer, "outbox entry with an invalid peer id");
+            return;
+        };
+        let bytes = match self.store.message(&id) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                warn!(%id, "outbox entry without its message; dropped");
+                self.outbox.remove(&id);
+                let _ = self.store.outbox_remove(&id);
+                return;
+            }
+            Err(e) => {
+                warn!(%id, error = %e, "cannot read an outbox message");
+                return;
+            }
+        };
+        let request = self.swarm.behaviour_mut().messages.send_request(&peer, bytes);
+        self.in_flight.insert(request, id);
+        self.sending.insert(id);
+    }
+
+    fn send_due(&mut self) {
+        let at = now();
+        let due: Vec<MessageId> = self
+            .outbox
+            .values()
+            .filter(|e| e.next_attempt <= at && !self.sending.contains(&e.id))
+            .map(|e| e.id)
+            .collect();
+        for id in due {
+            self.deliver(id);
+        }
+    }
+
+    /// A delivery attempt failed: try again after the backoff.
+    fn retry_later(&mut self, id: MessageId) {
+        self.sending.remove(&id);
+        let Some(entry) = self.outbox.get_mut(&id) else { return };
+        entry.attempts = entry.attempts.saturating_add(1);
+        entry.next_attempt = now() + outbox::backoff(entry.attempts, &mut rand::thread_rng()).as_millis() as u64;
+        if let Err(e) = self.store.outbox_put(entry) {
+            warn!(%id, error = %e, "cannot record a delivery attempt");
+        }
+    }
+
+    /// The recipient holds message `id`: it leaves the outbox.
+    fn delivered(&mut self, id: MessageId) {
+        self.sending.remove(&id);
+        if self.outbox.remove(&id).is_some() {
+            if let Err(e) = self.store.outbox_remove(&id) {
+                warn!(%id, error = %e, "cannot remove a delivered message from the outbox");
+            }
+        }
+    }
+
+    fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => info!(%address, "listening"),
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                debug!(%peer_id, address = %endpoint.get_remote_address(), "connected");
+                // Messages waiting for this peer go now rather than at their next backoff.
+                let waiting: Vec<MessageId> =
+                    self.outbox.values().filter(|e| e.peer == peer_id.to_string()).map(|e| e.id).collect();
+                for id in waiting {
+                    self.deliver(id);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Messages(event)) => self.on_messages(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                for address in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, address);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer_id, address) in found {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, address.clone());
+                    let _ = self.swarm.dial(address);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. })) => {
+                debug!(%peer, "routing table updated");
+            }
+            other => debug!(event = ?other, "swarm event"),
+        }
+    }
+
+    fn on_messages(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.check_request(peer, request, channel)
+                }
+                request_response::Message::Response { request_id, response } => {
+                    let Some(sent) = self.in_flight.remove(&request_id) else { return };
+                    self.check(move |opened| Checked::Response { peer, sent, opened }, response);
+                }
+            },
+            request_response::Event::OutboundFailure { request_id, error, peer, .. } => {
+                if let Some(id) = self.in_flight.remove(&request_id) {
+                    debug!(%id, %peer, %error, "delivery failed; will retry");
+                    self.retry_later(id);
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => debug!(%peer, %error, "inbound failure"),
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Starts the signature check of a peer's message on the worker pool, or refuses it at
+    /// once when the pool is full.
+    fn check_request(&mut self, peer: PeerId, bytes: Vec<u8>, channel: ResponseChannel<Vec<u8>>) {
+        let Ok(permit) = self.verifying.clone().try_acquire_owned() else {
+            let problem = self.problem(&peer, None, Code::Internal, "busy; retry later", Some(MessageId::of(&bytes)));
+            self.respond(channel, problem);
+            return;
+        };
+        let tx = self.checked_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let opened = Message::open(&bytes);
+            let _ = tx.blocking_send(Checked::Request { peer, channel, bytes, opened });
+            drop(permit);
+        });
+    }
+
+    fn check(
+        &mut self,
+        make: impl FnOnce(Result<Message, rapport_protocol::envelope::Error>) -> Checked + Send + 'static,
+        bytes: Vec<u8>,
+    ) {
+        let tx = self.checked_tx.clone();
+        let permit = self.verifying.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = permit.acquire_owned().await else { return };
+            let checked = tokio::task::spawn_blocking(move || make(Message::open(&bytes))).await;
+            if let Ok(checked) = checked {
+                let _ = tx.send(checked).await;
+            }
+        });
+    }
+
+    fn on_checked(&mut self, checked: Checked) {
+        match checked {
+            Checked::Request { peer, channel, bytes, opened } => {
+                let answer = match opened {
+                    Err(e) => {
+                        let whole = Some(MessageId::of(&bytes));
+                        self.problem(&peer, None, e.code(), &e.to_string(), whole)
+                    }
+                    Ok(m) => match self.accept(&m) {
+                        Ok(Some(receipt)) => {
+                            self.unflushed.push((channel, receipt));
+                            return;
+                        }
+                        Ok(None) => self.receipt(&m),
+                        Err((code, detail)) => {
+                            self.problem(&peer, m.header().relationship, code, &detail, Some(m.id()))
+                        }
+                    },
+                };
+                self.respond(channel, answer);
+            }
+            Checked::Response { peer, sent, opened } => self.on_answer(peer, sent, opened),
+        }
+    }
+
+    /// Applies and stores a peer's verified message. `Ok(Some(receipt))`: stored, the receipt
+    /// waits for the flush; `Ok(None)`: already held, answer with a receipt at once.
+    fn accept(&mut self, m: &Message) -> Result<Option<Vec<u8>>, (Code, String)> {
+        let me = self.identity.key_id();
+        if m.header().to != Some(me) {
+            return Err((Code::WrongRecipient, "the message is not addressed to this node".into()));
+        }
+        let events = self.relationships.apply(m, now(), Policy::LIVE).map_err(|e| (e.code(), e.to_string()))?;
+        if events.iter().any(|e| matches!(e, Event::Duplicate { .. })) {
+            return Ok(None);
+        }
+        let rel = m.header().relationship;
+        let receipt = self.receipt(m);
+        let stored = self.store.put_message(rel, m.id(), m.bytes()).and_then(|_| {
+            // Our own receipt belongs to the relationship's record too.
+            match Message::open(&receipt) {
+                Ok(r) if rel.is_some() => {
+                    if let Err(e) = self.relationships.apply(&r, now(), Policy::LIVE) {
+                        warn!(error = %e, "own receipt refused by the state machine");
+                    }
+                    self.store.put_message(rel, r.id(), r.bytes()).map(|_| ())
+                }
+                _ => Ok(()),
+            }
+        });
+        if let Err(e) = stored {
+            if let Some(rel) = rel {
+                let _ = self.relationships.reload(self.store.as_ref(), &rel);
+            }
+            return Err((Code::Internal, format!("storage failed: {e}")));
+        }
+        Ok(Some(receipt))
+    }
+
+    /// Our signed receipt for `m`.
+    fn receipt(&self, m: &Message) -> Vec<u8> {
+        let h = Header::ack(m.header().relationship, self.identity.key_id(), m.header().from, now());
+        let body = Body::Receipt(Receipt { message: m.id() });
+        match Message::seal(Payload { header: h, body }, &self.identity.key) {
+            Ok(r) => r.bytes().to_vec(),
+            Err(e) => {
+                warn!(error = %e, "cannot sign a receipt");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Our signed problem report to `peer`.
+    fn problem(
+        &self,
+        peer: &PeerId,
+        rel: Option<RelationshipId>,
+        code: Code,
+        text: &str,
+        message: Option<MessageId>,
+    ) -> Vec<u8> {
+        let to = identity::key_of(peer).unwrap_or(KeyId::from_bytes([0; 32]));
+        let h = Header::ack(rel, self.identity.key_id(), to, now());
+        let mut text = text.to_owned();
+        text.truncate(1000);
+        let body = Body::ProblemReport(ProblemReport { code: code.as_str().into(), message, text });
+        match Message::seal(Payload { header: h, body }, &self.identity.key) {
+            Ok(r) => r.bytes().to_vec(),
+            Err(e) => {
+                warn!(error = %e, "cannot sign a problem report");
+                Vec::new()
+            }
+        }
+    }
+
+    fn respond(&mut self, channel: ResponseChannel<Vec<u8>>, bytes: Vec<u8>) {
+        if self.swarm.behaviour_mut().messages.send_response(channel, bytes).is_err() {
+            debug!("the peer left before its answer");
+        }
+    }
+
+    fn start_flush(&mut self) {
+        let batch = std::mem::take(&mut self.unflushed);
+        self.flushing = Some(batch);
+        let store = self.store.clone();
+        let tx = self.flushed_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = tx.blocking_send(store.flush());
+        });
+    }
+
+    fn on_flushed(&mut self, result: Result<(), crate::store::Error>) {
+        let batch = self.flushing.take().unwrap_or_default();
+        match result {
+            Ok(()) => {
+                for (channel, receipt) in batch {
+                    self.respond(channel, receipt);
+                }
+            }
+            Err(e) => {
+                // Nothing is promised for these messages: their senders will try again.
+                warn!(error = %e, count = batch.len(), "flush failed; receipts withheld");
+            }
+        }
+    }
+
+    /// The answer to a message we sent: a receipt ends its delivery, a problem report ends it
+    /// too unless the problem is transient (`internal`), and anything else is a failed attempt.
+    fn on_answer(&mut self, peer: PeerId, sent: MessageId, opened: Result<Message, rapport_protocol::envelope::Error>) {
+        let answer = match opened {
+            Ok(a) if identity::peer_of(&a.header().from) == Some(peer) => a,
+            Ok(_) => {
+                warn!(%sent, %peer, "answer signed by another key; will retry");
+                return self.retry_later(sent);
+            }
+            Err(e) => {
+                warn!(%sent, %peer, error = %e, "unverifiable answer; will retry");
+                return self.retry_later(sent);
+            }
+        };
+        let done = match answer.body() {
+            Body::Receipt(r) if r.message == sent => true,
+            Body::ProblemReport(p) if p.message == Some(sent) => {
+                warn!(%sent, %peer, code = %p.code, text = %p.text, "message refused");
+                p.code != Code::Internal.as_str()
+            }
+            _ => {
+                warn!(%sent, %peer, "answer names another message; will retry");
+                false
+            }
+        };
+        if !done {
+            return self.retry_later(sent);
+        }
+        if let Some(rel) = answer.header().relationship {
+            if self.relationships.get(&rel).is_some() {
+                match self.relationships.apply(&answer, now(), Policy::LIVE) {
+                    Ok(_) => {
+                        if let Err(e) = self.store.put_message(Some(rel), answer.id(), answer.bytes()) {
+                            warn!(error = %e, "cannot store an answer");
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "answer refused by the state machine"),
+                }
+            }
+        }
+        self.delivered(sent);
+    }
+}
+
+/// Starts listening and dials the bootstrap peers.
+pub fn start(
+    swarm: &mut Swarm<Behaviour>,
+    listen: &[Multiaddr],
+    bootstrap: &[Multiaddr],
+) -> Result<(), network::Error> {
+    for addr in listen {
+        swarm.listen_on(addr.clone()).map_err(|e| network::Error::Transport(format!("listen on {addr}: {e}")))?;
+    }
+    for addr in bootstrap {
+        if let Err(e) = swarm.dial(addr.clone()) {
+            warn!(%addr, error = %e, "cannot dial bootstrap peer");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! The relationships this node is a party to, kept in memory and rebuilt from the store at
+//! start by replaying each one's stored messages in the order they were accepted.
+
+use std::collections::HashMap;
+
+use rapport_protocol::relationship::{self, Policy};
+use rapport_protocol::{KeyId, Message, MessageId, RelationshipId, Role, Timestamp};
+
+use crate::store::{self, Store};
+
+/// Why a stored relationship could not be rebuilt.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// A stored message no longer opens or applies: the store was damaged or written by an
+    /// incompatible version.
+    #[error("relationship {relationship}: stored message {index} does not replay: {detail}")]
+    Replay {
+        /// Which relationship.
+        relationship: RelationshipId,
+        /// Position in its stored order.
+        index: usize,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// A summary for the API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    /// Relationship id, hex.
+    pub id: String,
+    /// Phase, as spec §7.1 names it.
+    pub phase: &'static str,
+    /// This node's role.
+    pub role: &'static str,
+    /// The other party's key id, hex.
+    pub counterparty: String,
+    /// Chained messages accepted.
+    pub messages: usize,
+    /// Receipts and problem reports.
+    pub acknowledgements: usize,
+}
+
+/// Every relationship of one node.
+#[derive(Debug, Default)]
+pub struct Relationships {
+    map: HashMap<RelationshipId, relationship::Relationship>,
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Customer => "customer",
+        Role::Vendor => "vendor",
+    }
+}
+
+impl Relationships {
+    /// Replays every stored relationship.
+    pub fn load(store: &dyn Store) -> Result<Relationships, Error> {
+        let mut map = HashMap::new();
+        for id in store.relationships()? {
+            if let Some(rel) = Relationships::load_one(store, &id)? {
+                map.insert(id, rel);
+            }
+        }
+        Ok(Relationships { map })
+    }
+
+    /// The relationship `id`.
+    pub fn get(&self, id: &RelationshipId) -> Option<&relationship::Relationship> {
+        self.map.get(id)
+    }
+
+    /// Applies `m` at `now`: opens a relationship or advances one. On `Err` nothing changed.
+    pub fn apply(
+        &mut self,
+        m: &Message,
+        now: Timestamp,
+        policy: Policy,
+    ) -> Result<Vec<rapport_protocol::Event>, relationship::Error> {
+        let Some(id) = m.header().relationship else {
+            return Err(relationship::Error::new(
+                rapport_protocol::Code::UnknownRelationship,
+                "a public message belongs to no relationship",
+            ));
+        };
+        match self.map.get_mut(&id) {
+            Some(rel) => rel.handle(m, now, policy),
+            None => {
+                let (rel, events) = relationship::Relationship::open(m, now, policy)?;
+                self.map.insert(id, rel);
+                Ok(events)
+            }
+        }
+    }
+
+    /// Forgets `id` (after a failed store write, before it is reloaded).
+    pub fn forget(&mut self, id: &RelationshipId) {
+        self.map.remove(id);
+    }
+
+    /// Reloads `id` from the store.
+    pub fn reload(&mut self, store: &dyn Store, id: &RelationshipId) -> Result<(), Error> {
+        self.forget(id);
+        let fresh = Relationships::load_one(store, id)?;
+        if let Some(rel) = fresh {
+            self.map.insert(*id, rel);
+        }
+        Ok(())
+    }
+
+    fn load_one(store: &dyn Store, id: &RelationshipId) -> Result<Option<relationship::Relationship>, Error> {
+        let mut rel: Option<relationship::Relationship> = None;
+        for (index, bytes) in store.relationship(id)?.iter().enumerate() {
+            let replay = |detail: String| Error::Replay { relationship: *id, index, detail };
+            let m = Message::open(bytes).map_err(|e| replay(e.to_string()))?;
+            let at = m.header().created_at;
+            match rel.as_mut() {
+                None => {
+                    rel = Some(
+                        relationship::Relationship::open(&m, at, Policy::LOG).map_err(|e| replay(e.to_string()))?.0,
+                    )
+                }
+                Some(r) => {
+                    r.handle(&m, at, Policy::LOG).map_err(|e| replay(e.to_string()))?;
+                }
+            }
+        }
+        Ok(rel)
+    }
+
+    /// Summaries of every relationship, as seen by `me`.
+    pub fn summaries(&self, me: &KeyId) -> Vec<Summary> {
+        let mut out: Vec<Summary> = self
+            .map
+            .values()
+            .filter_map(|r| {
+                let role = r.role(me)?;
+                Some(Summary {
+                    id: r.id().to_hex(),
+                    phase: r.phase().as_str(),
+                    role: role_name(role),
+                    counterparty: r.key(role.other()).to_hex(),
+                    messages: r.log().len(),
+                    acknowledgements: r.acknowledgements().count(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// Number of relationships in each phase.
+    pub fn by_phase(&self) -> HashMap<&'static str, usize> {
+        let mut out = HashMap::new();
+        for r in self.map.values() {
+            *out.entry(r.phase().as_str()).or_default() += 1;
+        }
+        out
+    }
+
+    /// Whether message `id` is a chained message of relationship `rel`.
+    pub fn contains(&self, rel: &RelationshipId, id: &MessageId) -> bool {
+        self.map.get(rel).is_some_and(|r| r.contains(id))
+    }
+}
