@@ -57,9 +57,15 @@ macro_rules! byte_id {
             }
         }
 
+        /// A byte string in CBOR; lowercase hex text in human-readable formats (JSON), so that
+        /// the node's API can carry bodies as they are.
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_bytes(&self.0)
+                if serializer.is_human_readable() {
+                    serializer.serialize_str(&self.to_hex())
+                } else {
+                    serializer.serialize_bytes(&self.0)
+                }
             }
         }
 
@@ -74,8 +80,15 @@ macro_rules! byte_id {
                     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<$name, E> {
                         $name::from_slice(v).ok_or_else(|| E::invalid_length(v.len(), &self))
                     }
+                    fn visit_str<E: de::Error>(self, v: &str) -> Result<$name, E> {
+                        $name::from_hex(v).ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
+                    }
                 }
-                deserializer.deserialize_bytes(V)
+                if deserializer.is_human_readable() {
+                    deserializer.deserialize_str(V)
+                } else {
+                    deserializer.deserialize_bytes(V)
+                }
             }
         }
     };
@@ -150,6 +163,21 @@ mod tests {
         assert_eq!(&out[2..], &[7; 32]);
         let back: MessageId = ciborium::from_reader(out.as_slice()).unwrap();
         assert_eq!(back, id);
+    }
+
+    #[test]
+    fn ids_are_hex_text_in_json_and_only_there() {
+        let id = MessageId::from_bytes([0xab; 32]);
+        let text = serde_json::to_string(&id).unwrap();
+        assert_eq!(text, format!("\"{}\"", "ab".repeat(32)));
+        assert_eq!(serde_json::from_str::<MessageId>(&text).unwrap(), id);
+        assert!(serde_json::from_str::<MessageId>("\"abab\"").is_err(), "wrong length");
+        assert!(serde_json::from_str::<MessageId>(&format!("\"{}\"", "zz".repeat(32))).is_err(), "not hex");
+        assert!(serde_json::from_str::<MessageId>(&format!("{:?}", vec![0xabu8; 32])).is_err(), "arrays");
+        // A CBOR text string is still refused where a byte string belongs.
+        let mut cbor = Vec::new();
+        ciborium::into_writer(&"ab".repeat(32), &mut cbor).unwrap();
+        assert!(ciborium::from_reader::<MessageId, _>(cbor.as_slice()).is_err());
     }
 
     #[test]

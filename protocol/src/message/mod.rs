@@ -84,6 +84,19 @@ macro_rules! kinds {
             fn validate(&self) -> Result<(), String> {
                 match self { $(Body::$variant(b) => b.validate(),)* }
             }
+
+            /// Reads a body of `kind` from any serde format; the node's JSON API uses it. The
+            /// result is checked only when it is sealed ([`crate::Message::seal`]).
+            pub fn deserialize_kind<'de, D: serde::Deserializer<'de>>(kind: Kind, d: D) -> Result<Body, D::Error> {
+                Ok(match kind { $(Kind::$variant => Body::$variant(serde::Deserialize::deserialize(d)?),)* })
+            }
+        }
+
+        /// The body alone, without its kind, in any serde format.
+        impl serde::Serialize for Body {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self { $(Body::$variant(b) => b.serialize(s),)* }
+            }
         }
     };
     (@ty UsageReport) => { Report };

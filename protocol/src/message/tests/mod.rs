@@ -763,3 +763,18 @@ fn unknown_missing_and_mistyped_fields_are_schema_violations() {
 }
 
 mod rules;
+
+#[test]
+fn every_body_round_trips_through_json_with_hex_ids() {
+    for p in variants() {
+        let kind = p.body.kind();
+        let json = serde_json::to_value(&p.body).unwrap();
+        let back = Body::deserialize_kind(kind, &json).unwrap();
+        assert_eq!(back, p.body, "{kind}");
+        // Ids and digests are hex text, never arrays of numbers.
+        let text = json.to_string();
+        assert!(!text.contains("[0,") && !text.contains("[1,"), "{kind}: {text}");
+    }
+    // A body of the wrong shape for its kind is refused.
+    assert!(Body::deserialize_kind(Kind::Receipt, &serde_json::json!({"title": "x"})).is_err());
+}
