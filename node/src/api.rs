@@ -10,7 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rapport_protocol::{Body, KeyId, Message, Offer, RelationshipId};
+use rapport_protocol::{Body, KeyId, Kind, Message, RelationshipId};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{self, Command, Draft, Handle};
@@ -103,9 +103,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/id", get(id))
         .route("/v1/peers", get(peers))
         .route("/v1/connect", post(connect))
-        .route("/v1/offer", post(offer))
+        .route("/v1/send/{kind}", post(send))
+        .route("/v1/public", get(public))
         .route("/v1/relationships", get(relationships))
         .route("/v1/relationships/{id}/log", get(log))
+        .route("/v1/relationships/{id}/export", get(export))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }
@@ -148,13 +150,17 @@ async fn connect(State(s): State<AppState>, Json(req): Json<ConnectRequest>) -> 
     Ok(Json(serde_json::json!({ "dialing": req.address })))
 }
 
-/// Body of `POST /v1/offer`: an offer to a customer, which opens a relationship.
+/// Body of `POST /v1/send/{kind}`.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct OfferRequest {
-    /// The customer's key id, hex.
-    pub to: String,
-    /// The offer, as spec §5.1 defines it.
-    pub offer: Offer,
+pub struct SendRequest {
+    /// The relationship (hex); absent to open one (with `to`) or to publish (without).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relationship: Option<String>,
+    /// The recipient's key id (hex), to open a relationship.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The body of the kind, as spec §5 defines it; ids and digests as hex text.
+    pub body: serde_json::Value,
 }
 
 fn key(hex: &str) -> Result<KeyId, ApiError> {
@@ -162,9 +168,59 @@ fn key(hex: &str) -> Result<KeyId, ApiError> {
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("{hex:?} is not a 64-digit hex key id")))
 }
 
-async fn offer(State(s): State<AppState>, Json(req): Json<OfferRequest>) -> ApiResult<engine::Submitted> {
-    let draft = Draft { relationship: None, to: Some(key(&req.to)?), body: Body::Offer(req.offer) };
+fn relationship_id(hex: &str) -> Result<RelationshipId, ApiError> {
+    RelationshipId::from_hex(hex)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("{hex:?} is not a 32-digit hex relationship id")))
+}
+
+/// Signs, stores and sends (or publishes) a message of `kind`.
+async fn send(
+    State(s): State<AppState>,
+    Path(kind): Path<String>,
+    Json(req): Json<SendRequest>,
+) -> ApiResult<engine::Submitted> {
+    let kind: Kind = kind
+        .parse()
+        .map_err(|e: rapport_protocol::message::Error| ApiError::new(StatusCode::NOT_FOUND, e.to_string()))?;
+    let body = Body::deserialize_kind(kind, &req.body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{kind} body: {e}")))?;
+    let draft = Draft {
+        relationship: req.relationship.as_deref().map(relationship_id).transpose()?,
+        to: req.to.as_deref().map(key).transpose()?,
+        body,
+    };
     Ok(Json(s.handle.ask(|tx| Command::Send(Box::new(draft), tx)).await??))
+}
+
+/// A public offer or intent.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PublicEntry {
+    /// Message id, hex.
+    pub id: String,
+    /// `offer` or `intent`.
+    pub kind: String,
+    /// Who published it (key id, hex).
+    pub from: String,
+    /// Creation time, Unix ms.
+    pub created_at: u64,
+    /// The body.
+    pub body: serde_json::Value,
+}
+
+async fn public(State(s): State<AppState>) -> ApiResult<Vec<PublicEntry>> {
+    let messages = s.handle.ask(Command::Public).await?;
+    Ok(Json(
+        messages
+            .iter()
+            .map(|m| PublicEntry {
+                id: m.id().to_hex(),
+                kind: m.kind().as_str().into(),
+                from: m.header().from.to_hex(),
+                created_at: m.header().created_at,
+                body: serde_json::to_value(m.body()).unwrap_or_default(),
+            })
+            .collect(),
+    ))
 }
 
 async fn relationships(State(s): State<AppState>) -> ApiResult<Vec<engine::Summary>> {
@@ -189,9 +245,7 @@ pub struct LogEntry {
 }
 
 async fn log(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Vec<LogEntry>> {
-    let rel = RelationshipId::from_hex(&id).ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_REQUEST, format!("{id:?} is not a 32-digit hex relationship id"))
-    })?;
+    let rel = relationship_id(&id)?;
     let stored =
         s.store.relationship(&rel).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     if stored.is_empty() {
@@ -211,6 +265,19 @@ async fn log(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Vec
         });
     }
     Ok(Json(out))
+}
+
+/// The relationship as a portable bundle (spec §13.7).
+async fn export(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<crate::bundle::Bundle> {
+    let rel = relationship_id(&id)?;
+    let stored =
+        s.store.relationship(&rel).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let summaries = s.handle.ask(Command::Relationships).await?;
+    let Some(summary) = summaries.iter().find(|r| r.id == id.to_lowercase()) else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no relationship {id}")));
+    };
+    let status = s.handle.ask(Command::Status).await?;
+    Ok(Json(crate::bundle::Bundle::new(rel, status.key_id, engine::now(), summary.phase, &stored)))
 }
 
 async fn openapi() -> impl IntoResponse {

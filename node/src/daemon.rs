@@ -41,7 +41,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let mut swarm = network::swarm(identity.keypair.clone(), &config, &mut registry)?;
     engine::start(&mut swarm, &listen, &bootstrap)?;
     let peer_id = identity.peer_id();
-    let (engine, handle) = Engine::new(swarm, store.clone(), identity, config.network.name.clone())?;
+    let (engine, handle) = Engine::new(swarm, store.clone(), identity, &config.network)?;
 
     let listener =
         TcpListener::bind(config.api).await.map_err(|e| anyhow::anyhow!("API address {}: {e}", config.api))?;

@@ -7,6 +7,8 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod bundle;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;

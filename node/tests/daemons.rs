@@ -209,3 +209,131 @@ fn the_api_wants_the_token_and_the_cli_explains_failures_in_one_line() {
     assert_eq!(json(&node.dir, &["status"])["outbox"], 0);
     node.stop();
 }
+
+/// Runs `args` on `node` and waits until its outbox is empty, i.e. the other side holds the
+/// message and its receipt came back. Returns the new message's id.
+fn act(node: &Daemon, args: &[&str]) -> String {
+    let v = json(&node.dir, args);
+    wait_for("the receipt", || (json(&node.dir, &["status"])["outbox"] == 0).then_some(()));
+    v["id"].as_str().unwrap().to_owned()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+#[test]
+fn a_relationship_walks_from_offer_to_closure_and_both_exports_verify() {
+    let root = tempfile::tempdir().unwrap();
+    let mut vendor = Daemon::init(root.path(), "vendor");
+    let mut customer = Daemon::init(root.path(), "customer");
+    vendor.start();
+    customer.start();
+    json(&vendor.dir, &["connect", &customer.addr()]);
+    wait_for("the connection", || (json(&vendor.dir, &["peers"]).as_array().unwrap().len() == 1).then_some(()));
+    let (v, c) = (&vendor, &customer);
+
+    let sent = offer(v, &c.key(), "Solar panel lease");
+    let rel = sent["relationship"].as_str().unwrap().to_owned();
+    wait_for("the offer's receipt", || (json(&v.dir, &["status"])["outbox"] == 0).then_some(()));
+    let terms = r#"{"duration": 31536000, "renewal": "opt_in", "notice_period": 1,
+        "price": {"model": "per_usage", "amount": {"currency": "EUR", "minor_units": 25}, "metric": "kWh", "threshold": 100},
+        "data": {"purposes": ["dpv:ServiceProvision"], "categories": ["pd:Location"]},
+        "portability": {"format": "application/json", "deadline": 2592000},
+        "deletion_deadline": 5184000, "exit_fee": {"currency": "EUR", "minor_units": 0}}"#;
+    let proposal = act(c, &["terms", "propose", "--rel", &rel, "--role", "customer", "--terms", terms]);
+    act(v, &["terms", "accept", &rel, &proposal]);
+    let grant = act(c, &["consent", "grant", &rel, "--purpose", "dpv:ServiceProvision", "--category", "pd:Location"]);
+    let (start, end) = ((now_ms() - 3_600_000).to_string(), (now_ms() - 1).to_string());
+    let report = act(
+        v,
+        &[
+            "report", "usage", &rel, "--metric", "kWh", "--unit", "kWh", "--start", &start, "--end", &end, "--value",
+            "12",
+        ],
+    );
+    act(c, &["countersign", &rel, &report]);
+    let file = root.path().join("insight.json");
+    std::fs::write(&file, br#"{"saving": "12%"}"#).unwrap();
+    let file = file.to_str().unwrap();
+    act(
+        v,
+        &[
+            "share",
+            &rel,
+            "--file",
+            file,
+            "--content",
+            "insight",
+            "--purpose",
+            "dpv:ServiceProvision",
+            "--category",
+            "pd:Location",
+        ],
+    );
+    act(
+        v,
+        &[
+            "introduce",
+            &rel,
+            "--body",
+            r#"{"party": {"name": "Battery recyclers"}, "offering": "Battery recycling", "commission": {"basis": "none"}}"#,
+        ],
+    );
+    act(c, &["consent", "revoke", &rel, &grant]);
+    let effective = (now_ms() + 2_000).to_string();
+    let notice = act(
+        c,
+        &[
+            "separate",
+            &rel,
+            "--body",
+            &format!(
+                r#"{{"effective": {effective}, "disposition": [{{"category": "pd:Location", "action": "delete"}}]}}"#
+            ),
+        ],
+    );
+    let statement = act(
+        v,
+        &[
+            "dispose",
+            &rel,
+            "--body",
+            &format!(r#"{{"notice": "{notice}", "items": [{{"category": "pd:Location", "outcome": "deleted"}}]}}"#),
+        ],
+    );
+    act(c, &["close", &rel, &statement]);
+
+    let mut reports = Vec::new();
+    for node in [v, c] {
+        let out = node.dir.join("export.json");
+        json(&node.dir, &["export", &rel, "--out", out.to_str().unwrap()]);
+        let verified = rapport(&node.dir, &["--json", "verify", out.to_str().unwrap()]);
+        assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+        reports.push(serde_json::from_slice::<Value>(&verified.stdout).unwrap());
+    }
+    assert_eq!(reports[0]["phase"], "closed");
+    assert_eq!(reports[0]["chained"], 12);
+    assert_eq!(reports[0]["ids"], reports[1]["ids"], "both exports hold the same messages");
+
+    // A tampered export fails verification with a reason.
+    let out = c.dir.join("export.json");
+    let text = std::fs::read_to_string(&out).unwrap().replacen("\"closed\"", "\"active\"", 1);
+    std::fs::write(&out, text).unwrap();
+    let bad = rapport(&c.dir, &["verify", out.to_str().unwrap()]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("manifest"), "{}", String::from_utf8_lossy(&bad.stderr));
+
+    // After closure the vendor may not contact the customer in this relationship.
+    let late = rapport(
+        &v.dir,
+        &[
+            "report", "usage", &rel, "--metric", "kWh", "--unit", "kWh", "--start", &start, "--end", &end, "--value",
+            "1",
+        ],
+    );
+    assert!(!late.status.success());
+    assert!(String::from_utf8_lossy(&late.stderr).contains("closed"), "{}", String::from_utf8_lossy(&late.stderr));
+    vendor.stop();
+    customer.stop();
+}

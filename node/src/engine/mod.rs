@@ -7,14 +7,14 @@
 pub mod outbox;
 pub mod relationships;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt as _;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{identify, kad, mdns, Multiaddr, PeerId, Swarm};
+use libp2p::{gossipsub, identify, kad, mdns, Multiaddr, PeerId, Swarm};
 use rapport_protocol::relationship::Policy;
 use rapport_protocol::{
     Body, Code, Event, HasCode as _, Header, KeyId, Message, MessageId, Payload, ProblemReport, Receipt,
@@ -33,6 +33,8 @@ pub const COMMAND_QUEUE: usize = 256;
 /// Signature checks running or queued on the worker pool, at most; further requests are
 /// answered `internal` (retry later) instead of queueing without bound.
 pub const MAX_VERIFYING: usize = 1024;
+/// Public offers and intents kept for `GET /v1/public`, at most.
+pub const MAX_PUBLIC: usize = 1000;
 /// How often the outbox looks for messages due.
 pub const OUTBOX_TICK: Duration = Duration::from_millis(200);
 
@@ -122,6 +124,8 @@ pub enum Command {
     Send(Box<Draft>, oneshot::Sender<Result<Submitted, Error>>),
     /// Relationship summaries.
     Relationships(oneshot::Sender<Vec<Summary>>),
+    /// The public offers and intents heard most recently (and our own), oldest first.
+    Public(oneshot::Sender<Vec<Message>>),
 }
 
 /// A handle for sending commands to the loop.
@@ -146,6 +150,8 @@ enum Checked {
         bytes: Vec<u8>,
         opened: Result<Message, rapport_protocol::envelope::Error>,
     },
+    /// A public message heard on a gossip topic.
+    Public { opened: Result<Message, rapport_protocol::envelope::Error> },
     /// The answer to a message we sent.
     Response { peer: PeerId, sent: MessageId, opened: Result<Message, rapport_protocol::envelope::Error> },
 }
@@ -178,6 +184,15 @@ pub struct Engine {
     outbox: HashMap<MessageId, OutboxEntry>,
     in_flight: HashMap<OutboundRequestId, MessageId>,
     sending: HashSet<MessageId>,
+    topics: Topics,
+    public: VecDeque<Message>,
+}
+
+/// The gossip topics of the node's network.
+#[derive(Debug, Clone)]
+struct Topics {
+    offers: gossipsub::IdentTopic,
+    intents: gossipsub::IdentTopic,
 }
 
 impl std::fmt::Debug for Engine {
@@ -194,11 +209,19 @@ impl Engine {
     /// An engine over `swarm` and `store`, and the handle that commands it. Relationships and
     /// the outbox are loaded from the store.
     pub fn new(
-        swarm: Swarm<Behaviour>,
+        mut swarm: Swarm<Behaviour>,
         store: Arc<dyn Store>,
         identity: Identity,
-        network: String,
+        network: &crate::config::Network,
     ) -> Result<(Engine, Handle), anyhow::Error> {
+        let topics = Topics {
+            offers: gossipsub::IdentTopic::new(network.offers_topic()),
+            intents: gossipsub::IdentTopic::new(network.intents_topic()),
+        };
+        for topic in [&topics.offers, &topics.intents] {
+            swarm.behaviour_mut().gossipsub.subscribe(topic)?;
+        }
+        let network = network.name.clone();
         let relationships = Relationships::load(store.as_ref())?;
         let outbox = store.outbox()?.into_iter().map(|e| (e.id, e)).collect();
         let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
@@ -221,6 +244,8 @@ impl Engine {
             outbox,
             in_flight: HashMap::new(),
             sending: HashSet::new(),
+            topics,
+            public: VecDeque::new(),
         };
         Ok((engine, Handle(tx)))
     }
@@ -280,6 +305,9 @@ impl Engine {
             Command::Relationships(reply) => {
                 let _ = reply.send(self.relationships.summaries(&self.identity.key_id()));
             }
+            Command::Public(reply) => {
+                let _ = reply.send(self.public.iter().cloned().collect());
+            }
         }
     }
 
@@ -298,6 +326,9 @@ impl Engine {
     /// Signs `draft`, applies it to our own view of the relationship, stores it with its
     /// outbox entry durably, and starts delivery.
     fn send(&mut self, draft: Draft) -> Result<Submitted, Error> {
+        if draft.relationship.is_none() && draft.to.is_none() {
+            return self.publish(draft.body);
+        }
         let me = self.identity.key_id();
         let at = now();
         let header = match draft.relationship {
@@ -340,6 +371,37 @@ impl Engine {
             relationship: rel.map(|r| r.to_hex()).unwrap_or_default(),
             kind: message.kind().as_str(),
         })
+    }
+
+    /// Signs a public `offer` or `intent`, stores it and publishes it on its gossip topic.
+    fn publish(&mut self, body: Body) -> Result<Submitted, Error> {
+        let topic = match body {
+            Body::Offer(_) => self.topics.offers.clone(),
+            Body::Intent(_) => self.topics.intents.clone(),
+            other => {
+                return Err(Error::BadRequest(format!("{} needs a relationship or a recipient", other.kind())));
+            }
+        };
+        let header = Header::public(self.identity.key_id(), now());
+        let message = Message::seal(Payload { header, body }, &self.identity.key).map_err(|e| refused(&e, &e))?;
+        self.store.put_message(None, message.id(), message.bytes())?;
+        self.store.flush()?;
+        self.remember_public(message.clone());
+        if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, message.bytes().to_vec()) {
+            // No peer subscribed yet: the message is stored and listed; it is not retried.
+            debug!(error = %e, "publish");
+        }
+        Ok(Submitted { id: message.id().to_hex(), relationship: String::new(), kind: message.kind().as_str() })
+    }
+
+    fn remember_public(&mut self, m: Message) {
+        if self.public.iter().any(|p| p.id() == m.id()) {
+            return;
+        }
+        if self.public.len() == MAX_PUBLIC {
+            self.public.pop_front();
+        }
+        self.public.push_back(m);
     }
 
     /// Sends outbox message `id` now, unless it is already on its way.
@@ -428,6 +490,9 @@ impl Engine {
                     let _ = self.swarm.dial(address);
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => {
+                self.check(|opened| Checked::Public { opened }, message.data);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. })) => {
                 debug!(%peer, "routing table updated");
             }
@@ -511,6 +576,16 @@ impl Engine {
                 self.respond(channel, answer);
             }
             Checked::Response { peer, sent, opened } => self.on_answer(peer, sent, opened),
+            Checked::Public { opened } => match opened {
+                Ok(m) if m.header().relationship.is_none() && matches!(m.body(), Body::Offer(_) | Body::Intent(_)) => {
+                    if let Err(e) = self.store.put_message(None, m.id(), m.bytes()) {
+                        warn!(error = %e, "cannot store a public message");
+                    }
+                    self.remember_public(m);
+                }
+                Ok(m) => debug!(kind = %m.kind(), "gossiped message that is not public; ignored"),
+                Err(e) => debug!(error = %e, "invalid gossiped message; ignored"),
+            },
         }
     }
 

@@ -1,0 +1,677 @@
+//! The `rapport` command line (spec §13.6): `init` and `run` work on the data directory; every
+//! other command is a client of the running daemon's API and prints text, or JSON with
+//! `--json`. Failures exit non-zero with one line on stderr.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+
+use crate::api::{ConnectRequest, SendRequest};
+use crate::client::Client;
+use crate::config::{Config, Layer, Network};
+
+/// A Rapport node: customer–vendor relationships over signed messages on libp2p.
+#[derive(Debug, Parser)]
+#[command(name = "rapport", version, about)]
+pub struct Cli {
+    /// Data directory (default: the platform's data directory for Rapport).
+    #[arg(long, global = true, env = "RAPPORT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Model {
+    Upfront,
+    PerUsage,
+    PerImpact,
+}
+
+impl Model {
+    fn wire(self) -> &'static str {
+        match self {
+            Model::Upfront => "upfront",
+            Model::PerUsage => "per_usage",
+            Model::PerImpact => "per_impact",
+        }
+    }
+}
+
+/// Where a relationship message goes.
+#[derive(Debug, Args)]
+struct Target {
+    /// The relationship (hex).
+    #[arg(long = "rel")]
+    relationship: Option<String>,
+    /// The other party's key id (hex), to open a new relationship.
+    #[arg(long)]
+    to: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a data directory: config.toml, an Ed25519 key and an API token (both mode 0600).
+    Init {
+        /// Network profile the node joins.
+        #[arg(long, env = "RAPPORT_NETWORK", default_value = "local")]
+        network: String,
+        /// Rewrite the config and token of an existing node; its key is kept.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the node daemon until SIGINT or SIGTERM.
+    Run {
+        /// Network profile.
+        #[arg(long, env = "RAPPORT_NETWORK")]
+        network: Option<String>,
+        /// libp2p listen addresses (comma-separated or repeated).
+        #[arg(long, env = "RAPPORT_LISTEN", value_delimiter = ',')]
+        listen: Option<Vec<String>>,
+        /// Control API address (keep it on loopback).
+        #[arg(long, env = "RAPPORT_API")]
+        api: Option<SocketAddr>,
+        /// Peers to dial at start (comma-separated or repeated).
+        #[arg(long, env = "RAPPORT_BOOTSTRAP", value_delimiter = ',')]
+        bootstrap: Option<Vec<String>>,
+        /// Local discovery by mDNS.
+        #[arg(long, env = "RAPPORT_MDNS")]
+        mdns: Option<bool>,
+        /// Log format; the level comes from RUST_LOG.
+        #[arg(long, env = "RAPPORT_LOG_FORMAT", value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
+    /// Peer id, key id, listen addresses, peers, outbox and relationships of the running node.
+    Status,
+    /// The node's peer id and key id.
+    Id,
+    /// Connected peers.
+    Peers,
+    /// Dial a peer's multiaddr.
+    Connect {
+        /// For instance /ip4/127.0.0.1/tcp/4710/p2p/12D3Koo…
+        multiaddr: String,
+    },
+    /// An offer: to a customer (--to, opening a relationship) or public (no --to).
+    Offer {
+        /// The customer's key id (hex); without it the offer is published.
+        #[arg(long)]
+        to: Option<String>,
+        /// Title.
+        #[arg(long)]
+        title: String,
+        /// Description.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Price model.
+        #[arg(long, value_enum, default_value = "upfront")]
+        model: Model,
+        /// Price in minor units.
+        #[arg(long)]
+        amount: u64,
+        /// ISO 4217 currency.
+        #[arg(long, default_value = "EUR")]
+        currency: String,
+        /// Metric, for per-usage and per-impact prices.
+        #[arg(long)]
+        metric: Option<String>,
+        /// Free allowance or trigger level, for per-usage and per-impact prices.
+        #[arg(long)]
+        threshold: Option<u64>,
+    },
+    /// Publish an intent: a request for proposals.
+    Intent {
+        /// What you are looking for.
+        #[arg(long)]
+        title: String,
+        /// Details.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Tags vendors filter on (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Public offers and intents heard on the network.
+    Public,
+    /// Propose, accept or reject terms.
+    Terms {
+        #[command(subcommand)]
+        action: TermsAction,
+    },
+    /// Grant or revoke consent.
+    Consent {
+        #[command(subcommand)]
+        action: ConsentAction,
+    },
+    /// Report usage or impact.
+    Report {
+        #[command(subcommand)]
+        kind: ReportKind,
+    },
+    /// Countersign the other party's usage or impact report.
+    Countersign {
+        /// The relationship (hex).
+        rel: String,
+        /// The report's message id (hex).
+        report: String,
+    },
+    /// Share data or an insight: the log carries a salted commitment, the data travels beside it.
+    Share {
+        /// The relationship (hex).
+        rel: String,
+        /// The file to share.
+        #[arg(long)]
+        file: PathBuf,
+        /// `data` (customer to vendor), `insight` or `export` (vendor to customer).
+        #[arg(long, default_value = "data")]
+        content: String,
+        /// Purpose, a DPV identifier or extension URI.
+        #[arg(long)]
+        purpose: Option<String>,
+        /// Data categories (repeatable).
+        #[arg(long = "category")]
+        categories: Vec<String>,
+        /// Media type of the file.
+        #[arg(long, default_value = "application/octet-stream")]
+        media_type: String,
+    },
+    /// Introduce the other party to a third party. The message body is JSON (spec §5.12).
+    Introduce {
+        /// The relationship (hex).
+        rel: String,
+        /// The introduction as JSON: `{"party": {"name": …}, "offering": …, "commission": {"basis": "none"}}`.
+        #[arg(long)]
+        body: String,
+    },
+    /// Give notice of a friendly separation. The body is JSON (spec §5.13).
+    Separate {
+        /// The relationship (hex).
+        rel: String,
+        /// The notice as JSON.
+        #[arg(long)]
+        body: String,
+    },
+    /// State what became of each data category. The body is JSON (spec §5.14).
+    Dispose {
+        /// The relationship (hex).
+        rel: String,
+        /// The statement as JSON.
+        #[arg(long)]
+        body: String,
+    },
+    /// Confirm a disposition statement and close the relationship.
+    Close {
+        /// The relationship (hex).
+        rel: String,
+        /// The disposition statement's message id (hex).
+        statement: String,
+    },
+    /// Send any message kind with a JSON body (spec §5), for kinds and fields the named
+    /// commands do not cover.
+    Send {
+        /// The kind, e.g. `terms_proposal`.
+        kind: String,
+        #[command(flatten)]
+        target: Target,
+        /// The body as JSON.
+        #[arg(long)]
+        body: String,
+    },
+    /// Relationships of this node.
+    Relationships,
+    /// A relationship's state.
+    Show {
+        /// Relationship id (hex).
+        rel: String,
+    },
+    /// The stored messages of a relationship.
+    Log {
+        /// Relationship id (hex).
+        rel: String,
+    },
+    /// Write a relationship's portable bundle: both sides' signed messages and a manifest.
+    Export {
+        /// Relationship id (hex).
+        rel: String,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Verify an export bundle offline (no daemon needed); exit 0 only if it verifies.
+    Verify {
+        /// The bundle file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TermsAction {
+    /// Propose terms, given as JSON (spec §5.3 `terms`), in a relationship or opening one.
+    Propose {
+        #[command(flatten)]
+        target: Target,
+        /// Your role: customer or vendor.
+        #[arg(long)]
+        role: String,
+        /// The terms as JSON, or @FILE.
+        #[arg(long)]
+        terms: String,
+    },
+    /// Accept a proposal (or a counter-proposal) by its message id.
+    Accept {
+        /// The relationship (hex).
+        rel: String,
+        /// The proposal's message id (hex).
+        proposal: String,
+    },
+    /// Reject a proposal, optionally with counter-terms.
+    Reject {
+        /// The relationship (hex).
+        rel: String,
+        /// The proposal's message id (hex).
+        proposal: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Counter-terms as JSON, or @FILE.
+        #[arg(long)]
+        counter: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConsentAction {
+    /// Grant consent for purposes and data categories.
+    Grant {
+        /// The relationship (hex).
+        rel: String,
+        /// Purposes (repeatable), e.g. dpv:ServiceProvision.
+        #[arg(long = "purpose", required = true)]
+        purposes: Vec<String>,
+        /// Data categories (repeatable), e.g. pd:Location.
+        #[arg(long = "category", required = true)]
+        categories: Vec<String>,
+        /// Allow sharing with third parties.
+        #[arg(long)]
+        third_party: bool,
+        /// Retention in days.
+        #[arg(long, default_value_t = 90)]
+        retention_days: u64,
+        /// Expiry, Unix ms.
+        #[arg(long)]
+        expires: Option<u64>,
+    },
+    /// Revoke a grant; it takes effect on receipt.
+    Revoke {
+        /// The relationship (hex).
+        rel: String,
+        /// The grant's message id (hex).
+        grant: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// The relationship (hex).
+    rel: String,
+    /// What was measured.
+    #[arg(long)]
+    metric: String,
+    /// Its unit.
+    #[arg(long)]
+    unit: String,
+    /// Start of the period, Unix ms.
+    #[arg(long)]
+    start: u64,
+    /// End of the period, Unix ms.
+    #[arg(long)]
+    end: u64,
+    /// The value.
+    #[arg(long)]
+    value: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportKind {
+    /// A usage report.
+    Usage(ReportArgs),
+    /// An impact report.
+    Impact(ReportArgs),
+}
+
+fn data_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(d) = given {
+        return Ok(d);
+    }
+    let dirs = directories::ProjectDirs::from("org", "rapport", "rapport")
+        .ok_or_else(|| anyhow::anyhow!("no home directory; pass --data-dir"))?;
+    Ok(dirs.data_dir().to_path_buf())
+}
+
+/// JSON given inline or as `@FILE`.
+fn json_arg(text: &str) -> anyhow::Result<Value> {
+    let text = match text.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?,
+        None => text.to_owned(),
+    };
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("invalid JSON: {e}"))
+}
+
+fn s(v: &Value, key: &str) -> String {
+    match &v[key] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn lines(v: &Value, each: impl Fn(&Value) -> String) -> String {
+    v.as_array().map(|a| a.iter().map(each).collect::<Vec<_>>().join("\n")).unwrap_or_default()
+}
+
+/// A message to send: kind, target, body.
+struct Outgoing {
+    kind: &'static str,
+    relationship: Option<String>,
+    to: Option<String>,
+    body: Value,
+}
+
+impl Outgoing {
+    fn in_rel(kind: &'static str, rel: String, body: Value) -> Outgoing {
+        Outgoing { kind, relationship: Some(rel), to: None, body }
+    }
+}
+
+async fn send(client: &Client, out: Outgoing) -> anyhow::Result<Value> {
+    let req = SendRequest { relationship: out.relationship, to: out.to, body: out.body };
+    Ok(client.post(&format!("/v1/send/{}", out.kind), &req).await?)
+}
+
+fn kind_name(kind: &str) -> anyhow::Result<&'static str> {
+    let kind: rapport_protocol::Kind = kind.parse()?;
+    Ok(kind.as_str())
+}
+
+/// Builds the message of a relationship command, or `None` for the other commands.
+fn outgoing(command: &Command) -> anyhow::Result<Option<Outgoing>> {
+    Ok(Some(match command {
+        Command::Offer { to, title, description, model, amount, currency, metric, threshold } => {
+            let mut price = json!({ "model": model.wire(), "amount": { "currency": currency, "minor_units": amount } });
+            if let Some(m) = metric {
+                price["metric"] = json!(m);
+            }
+            if let Some(t) = threshold {
+                price["threshold"] = json!(t);
+            }
+            Outgoing {
+                kind: "offer",
+                relationship: None,
+                to: to.clone(),
+                body: json!({ "title": title, "description": description, "price": price }),
+            }
+        }
+        Command::Intent { title, description, tags } => Outgoing {
+            kind: "intent",
+            relationship: None,
+            to: None,
+            body: json!({ "title": title, "description": description, "tags": tags }),
+        },
+        Command::Terms { action: TermsAction::Propose { target, role, terms } } => Outgoing {
+            kind: "terms_proposal",
+            relationship: target.relationship.clone(),
+            to: target.to.clone(),
+            body: json!({ "role": role, "terms": json_arg(terms)? }),
+        },
+        Command::Terms { action: TermsAction::Accept { rel, proposal } } => {
+            Outgoing::in_rel("terms_acceptance", rel.clone(), json!({ "proposal": proposal }))
+        }
+        Command::Terms { action: TermsAction::Reject { rel, proposal, reason, counter } } => {
+            let mut body = json!({ "proposal": proposal, "reason": reason });
+            if let Some(c) = counter {
+                body["counter"] = json_arg(c)?;
+            }
+            Outgoing::in_rel("terms_rejection", rel.clone(), body)
+        }
+        Command::Consent {
+            action: ConsentAction::Grant { rel, purposes, categories, third_party, retention_days, expires },
+        } => {
+            let mut body = json!({
+                "purposes": purposes,
+                "categories": categories,
+                "third_party_sharing": third_party,
+                "retention": retention_days * 86_400,
+            });
+            if let Some(e) = expires {
+                body["expires"] = json!(e);
+            }
+            Outgoing::in_rel("consent_grant", rel.clone(), body)
+        }
+        Command::Consent { action: ConsentAction::Revoke { rel, grant, reason } } => {
+            let mut body = json!({ "grant": grant });
+            if let Some(r) = reason {
+                body["reason"] = json!(r);
+            }
+            Outgoing::in_rel("consent_revocation", rel.clone(), body)
+        }
+        Command::Report { kind } => {
+            let (kind, a) = match kind {
+                ReportKind::Usage(a) => ("usage_report", a),
+                ReportKind::Impact(a) => ("impact_report", a),
+            };
+            let body = json!({ "metric": a.metric, "unit": a.unit, "start": a.start, "end": a.end, "value": a.value });
+            Outgoing::in_rel(kind, a.rel.clone(), body)
+        }
+        Command::Countersign { rel, report } => {
+            Outgoing::in_rel("countersignature", rel.clone(), json!({ "report": report }))
+        }
+        Command::Share { rel, file, content, purpose, categories, media_type } => {
+            let data = std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let mut salt = [0u8; rapport_protocol::SALT_LEN];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut salt);
+            let commitment = rapport_protocol::Digest32::commit(&salt, &data);
+            let mut body = json!({
+                "content": content,
+                "categories": categories,
+                "commitment": commitment.to_hex(),
+                "media_type": media_type,
+                "size": data.len(),
+            });
+            if let Some(p) = purpose {
+                body["purpose"] = json!(p);
+            }
+            Outgoing::in_rel("data_share", rel.clone(), body)
+        }
+        Command::Introduce { rel, body } => Outgoing::in_rel("introduction", rel.clone(), json_arg(body)?),
+        Command::Separate { rel, body } => Outgoing::in_rel("separation_notice", rel.clone(), json_arg(body)?),
+        Command::Dispose { rel, body } => Outgoing::in_rel("disposition_statement", rel.clone(), json_arg(body)?),
+        Command::Close { rel, statement } => {
+            Outgoing::in_rel("closure_receipt", rel.clone(), json!({ "statement": statement }))
+        }
+        Command::Send { kind, target, body } => Outgoing {
+            kind: kind_name(kind)?,
+            relationship: target.relationship.clone(),
+            to: target.to.clone(),
+            body: json_arg(body)?,
+        },
+        _ => return Ok(None),
+    }))
+}
+
+/// Renders a command's JSON result for people.
+type Render = Box<dyn Fn(&Value) -> String>;
+
+async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::Result<()> {
+    let client = Client::for_data_dir(dir)?;
+    let (value, text): (Value, Render) = if let Some(out) = outgoing(&command)? {
+        let v = send(&client, out).await?;
+        (
+            v,
+            Box::new(|v| {
+                let rel = s(v, "relationship");
+                let place = if rel.is_empty() { "published".to_owned() } else { format!("in relationship {rel}") };
+                format!("{} {} {place}", s(v, "kind"), s(v, "id"))
+            }),
+        )
+    } else {
+        match command {
+            Command::Status => (
+                client.get("/v1/status").await?,
+                Box::new(|v| {
+                    let listen = v["listen"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "));
+                    format!(
+                        "peer id        {}\nkey id         {}\nnetwork        {}\nlisten         {}\npeers          {}\noutbox         {}\nrelationships  {}",
+                        s(v, "peer_id"),
+                        s(v, "key_id"),
+                        s(v, "network"),
+                        listen.unwrap_or_default(),
+                        s(v, "peers"),
+                        s(v, "outbox"),
+                        v["relationships"],
+                    )
+                }),
+            ),
+            Command::Id => {
+                (client.get("/v1/id").await?, Box::new(|v| format!("{}\n{}", s(v, "peer_id"), s(v, "key_id"))))
+            }
+            Command::Peers => (client.get("/v1/peers").await?, Box::new(|v| lines(v, |p| s(p, "peer_id")))),
+            Command::Connect { multiaddr } => (
+                client.post("/v1/connect", &ConnectRequest { address: multiaddr }).await?,
+                Box::new(|v| format!("dialing {}", s(v, "dialing"))),
+            ),
+            Command::Public => (
+                client.get("/v1/public").await?,
+                Box::new(|v| lines(v, |m| format!("{:<7} {}  {}", s(m, "kind"), s(m, "id"), s(&m["body"], "title")))),
+            ),
+            Command::Relationships => (
+                client.get("/v1/relationships").await?,
+                Box::new(|v| {
+                    lines(v, |r| {
+                        format!(
+                            "{}  {:<11} {:<8} {} messages",
+                            s(r, "id"),
+                            s(r, "phase"),
+                            s(r, "role"),
+                            s(r, "messages")
+                        )
+                    })
+                }),
+            ),
+            Command::Show { rel } => {
+                let all: Value = client.get("/v1/relationships").await?;
+                let found = all.as_array().and_then(|a| a.iter().find(|r| s(r, "id") == rel).cloned());
+                let v = found.ok_or_else(|| anyhow::anyhow!("no relationship {rel}"))?;
+                (
+                    v,
+                    Box::new(|v| {
+                        format!(
+                        "relationship   {}\nphase          {}\nrole           {}\ncounterparty   {}\nmessages       {}\nreceipts       {}",
+                        s(v, "id"),
+                        s(v, "phase"),
+                        s(v, "role"),
+                        s(v, "counterparty"),
+                        s(v, "messages"),
+                        s(v, "acknowledgements")
+                    )
+                    }),
+                )
+            }
+            Command::Log { rel } => (
+                client.get(&format!("/v1/relationships/{rel}/log")).await?,
+                Box::new(|v| {
+                    lines(v, |m| {
+                        format!("{:>3}  {:<22} {}  from {:.16}", s(m, "seq"), s(m, "kind"), s(m, "id"), s(m, "from"))
+                    })
+                }),
+            ),
+            Command::Export { rel, out } => {
+                let bundle: Value = client.get(&format!("/v1/relationships/{rel}/export")).await?;
+                let text = serde_json::to_string_pretty(&bundle)?;
+                std::fs::write(&out, text + "\n").map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+                let n = bundle["messages"].as_array().map_or(0, Vec::len);
+                let v = json!({ "file": out, "messages": n });
+                (v, Box::new(|v| format!("wrote {} messages to {}", s(v, "messages"), s(v, "file"))))
+            }
+            _ => anyhow::bail!("not a client command"),
+        }
+    };
+    if as_json {
+        println!("{value}");
+    } else {
+        println!("{}", text(&value));
+    }
+    Ok(())
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Runs one command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let dir = data_dir(cli.data_dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Init { network, force } => {
+            Network::named(&network)?;
+            let init = crate::identity::init(&dir, &network, force)?;
+            let peer = init.identity.peer_id();
+            if cli.json {
+                let v = json!({
+                    "peer_id": peer.to_string(),
+                    "key_id": init.identity.key_id().to_hex(),
+                    "data_dir": dir,
+                    "new_key": init.new_key,
+                });
+                println!("{v}");
+            } else {
+                println!("{peer}");
+                let key = if init.new_key { "new" } else { "kept" };
+                eprintln!("initialised {} ({key} key, network {network})", dir.display());
+            }
+            Ok(())
+        }
+        Command::Run { network, listen, api, bootstrap, mdns, log_format } => {
+            init_tracing(log_format);
+            let flags = Layer { network, listen, api, bootstrap, mdns, ..Layer::default() };
+            let config = Config::load(&dir, flags)?;
+            runtime.block_on(crate::daemon::run(config, crate::daemon::signal()))
+        }
+        Command::Verify { file } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let report = crate::bundle::Bundle::parse(&text)?.verify()?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "verified: relationship {} is {}; {} messages and {} receipts, all signatures strict-valid",
+                    report.relationship, report.phase, report.chained, report.acknowledgements
+                );
+            }
+            Ok(())
+        }
+        command => runtime.block_on(client_command(&dir, cli.json, command)),
+    }
+}
