@@ -286,3 +286,51 @@ async fn openapi() -> impl IntoResponse {
 
 /// The OpenAPI 3.1 description of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{self, Client};
+
+    /// Every path of the OpenAPI document is served, behind the token, and a path it does not
+    /// list is not. (The engine is absent, so served paths answer 503 or a 4xx of their own.)
+    #[tokio::test]
+    async fn every_documented_route_exists_and_wants_the_token() {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        drop(rx);
+        let state =
+            AppState { handle: Handle(tx), store: Arc::new(crate::store::Memory::new()), token: "t".repeat(64).into() };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths.len() >= 10);
+        let wrong = Client::new(&addr, "x".into());
+        let right = Client::new(&addr, "t".repeat(64));
+        for (path, ops) in paths {
+            let path = path.replace("{id}", &"ab".repeat(16)).replace("{kind}", "offer");
+            for method in ops.as_object().unwrap().keys() {
+                let r = match method.as_str() {
+                    "get" => wrong.get::<serde_json::Value>(&path).await,
+                    "post" => wrong.post::<_, serde_json::Value>(&path, &serde_json::json!({})).await,
+                    other => panic!("undocumented method {other}"),
+                };
+                assert!(matches!(r, Err(client::Error::Refused { status: 401, .. })), "{method} {path}: {r:?}");
+                let r = match method.as_str() {
+                    "get" => right.get::<serde_json::Value>(&path).await,
+                    _ => right.post::<_, serde_json::Value>(&path, &serde_json::json!({})).await,
+                };
+                // A handler's own 404 explains itself; the router's has no body.
+                let unrouted = |m: &str| m == "404 Not Found" || m == "405 Method Not Allowed";
+                assert!(
+                    !matches!(&r, Err(client::Error::Refused { message, .. }) if unrouted(message)),
+                    "{method} {path}: {r:?}"
+                );
+                assert!(!matches!(r, Err(client::Error::Refused { status: 401, .. })), "{method} {path}: {r:?}");
+            }
+        }
+        let r = right.get::<serde_json::Value>("/v1/nothing").await;
+        assert!(matches!(r, Err(client::Error::Refused { status: 404, message, .. }) if message == "404 Not Found"));
+    }
+}

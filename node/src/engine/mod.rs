@@ -130,7 +130,7 @@ pub enum Command {
 
 /// A handle for sending commands to the loop.
 #[derive(Debug, Clone)]
-pub struct Handle(mpsc::Sender<Command>);
+pub struct Handle(pub(crate) mpsc::Sender<Command>);
 
 impl Handle {
     /// Sends a command built around a fresh reply channel and waits for the reply.
