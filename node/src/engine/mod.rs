@@ -221,6 +221,12 @@ impl Engine {
         for topic in [&topics.offers, &topics.intents] {
             swarm.behaviour_mut().gossipsub.subscribe(topic)?;
         }
+        for (peer, addresses) in store.peers()? {
+            let Ok(peer) = peer.parse::<PeerId>() else { continue };
+            for address in addresses.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {
+                swarm.behaviour_mut().kad.add_address(&peer, address);
+            }
+        }
         let network = network.name.clone();
         let relationships = Relationships::load(store.as_ref())?;
         let outbox = store.outbox()?.into_iter().map(|e| (e.id, e)).collect();
@@ -480,6 +486,11 @@ impl Engine {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Messages(event)) => self.on_messages(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                // Remembered across restarts, so that the outbox can reach the peer again.
+                let addresses: Vec<String> = info.listen_addrs.iter().map(ToString::to_string).collect();
+                if let Err(e) = self.store.peer_put(&peer_id.to_string(), &addresses) {
+                    warn!(error = %e, "cannot remember a peer");
+                }
                 for address in info.listen_addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, address);
                 }
