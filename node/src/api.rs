@@ -25,6 +25,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The bearer token.
     pub token: Arc<str>,
+    /// Every metric, for `GET /metrics`.
+    pub registry: Arc<prometheus_client::registry::Registry>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -99,6 +101,7 @@ async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Re
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
         .route("/v1/id", get(id))
         .route("/v1/peers", get(peers))
@@ -280,6 +283,13 @@ async fn export(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<
     Ok(Json(crate::bundle::Bundle::new(rel, status.key_id, engine::now(), summary.phase, &stored)))
 }
 
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        crate::metrics::encode(&s.registry),
+    )
+}
+
 async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
@@ -298,8 +308,12 @@ mod tests {
     async fn every_documented_route_exists_and_wants_the_token() {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         drop(rx);
-        let state =
-            AppState { handle: Handle(tx), store: Arc::new(crate::store::Memory::new()), token: "t".repeat(64).into() };
+        let state = AppState {
+            handle: Handle(tx),
+            store: Arc::new(crate::store::Memory::new()),
+            token: "t".repeat(64).into(),
+            registry: Arc::default(),
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         tokio::spawn(async move { axum::serve(listener, router(state)).await });

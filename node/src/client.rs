@@ -85,6 +85,19 @@ impl Client {
         self.finish(r).await
     }
 
+    /// `GET path`, as text (for `/metrics`).
+    pub async fn get_text(&self, path: &str) -> Result<String, Error> {
+        let unreachable = |e: reqwest::Error| Error::Unreachable { addr: self.base.clone(), detail: e.to_string() };
+        let r =
+            self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.map_err(unreachable)?;
+        let status = r.status();
+        let text = r.text().await.map_err(unreachable)?;
+        if !status.is_success() {
+            return Err(Error::Refused { status: status.as_u16(), code: None, message: text });
+        }
+        Ok(text)
+    }
+
     /// `POST path` with a JSON body.
     pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, Error> {
         let r = self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(body).send().await;

@@ -14,6 +14,7 @@ use tracing::info;
 use crate::config::{Config, API_FILE, DB_DIR};
 use crate::engine::{self, Engine};
 use crate::identity;
+use crate::metrics::Metrics;
 use crate::store::{Disk, Store};
 use crate::{api, network};
 
@@ -39,9 +40,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let store: Arc<dyn Store> = Arc::new(Disk::open(&config.data_dir.join(DB_DIR))?);
     let mut registry = Registry::default();
     let mut swarm = network::swarm(identity.keypair.clone(), &config, &mut registry)?;
+    let metrics = Arc::new(Metrics::new(&mut registry));
     engine::start(&mut swarm, &listen, &bootstrap)?;
     let peer_id = identity.peer_id();
-    let (engine, handle) = Engine::new(swarm, store.clone(), identity, &config.network)?;
+    let (engine, handle) = Engine::new(swarm, store.clone(), identity, &config.network, metrics)?;
 
     let listener =
         TcpListener::bind(config.api).await.map_err(|e| anyhow::anyhow!("API address {}: {e}", config.api))?;
@@ -51,7 +53,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let _api_file = ApiFile(api_file);
     info!(%peer_id, api = %api_addr, network = %config.network.name, "node started");
 
-    let state = api::AppState { handle, store, token: token.into() };
+    let state = api::AppState { handle, store, token: token.into(), registry: Arc::new(registry) };
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(listener, api::router(state))

@@ -14,5 +14,6 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod identity;
+pub mod metrics;
 pub mod network;
 pub mod store;

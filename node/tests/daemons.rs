@@ -316,6 +316,18 @@ fn a_relationship_walks_from_offer_to_closure_and_both_exports_verify() {
     assert_eq!(reports[0]["chained"], 12);
     assert_eq!(reports[0]["ids"], reports[1]["ids"], "both exports hold the same messages");
 
+    // Metrics: six messages each way, each received and receipted; nothing refused on the wire.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for node in [v, c] {
+        let text = runtime.block_on(Client::for_data_dir(&node.dir).unwrap().get_text("/metrics")).unwrap();
+        for line in ["rapport_messages_sent_total 6", "rapport_messages_received_total 6", "rapport_outbox_depth 0"] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert!(text.contains("rapport_relationships{phase=\"closed\"} 1"), "{text}");
+        assert!(text.contains("rapport_receipt_latency_seconds_count 6"), "{text}");
+        assert!(!text.contains("rapport_messages_rejected_total{"), "{text}");
+    }
+
     // A tampered export fails verification with a reason.
     let out = c.dir.join("export.json");
     let text = std::fs::read_to_string(&out).unwrap().replacen("\"closed\"", "\"active\"", 1);

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::identity::{self, Identity};
+use crate::metrics::{CodeLabel, Metrics};
 use crate::network::{self, Behaviour, BehaviourEvent};
 use crate::store::{OutboxEntry, Store};
 pub use relationships::{Relationships, Summary};
@@ -186,6 +187,7 @@ pub struct Engine {
     sending: HashSet<MessageId>,
     topics: Topics,
     public: VecDeque<Message>,
+    metrics: Arc<Metrics>,
 }
 
 /// The gossip topics of the node's network.
@@ -213,6 +215,7 @@ impl Engine {
         store: Arc<dyn Store>,
         identity: Identity,
         network: &crate::config::Network,
+        metrics: Arc<Metrics>,
     ) -> Result<(Engine, Handle), anyhow::Error> {
         let topics = Topics {
             offers: gossipsub::IdentTopic::new(network.offers_topic()),
@@ -252,7 +255,9 @@ impl Engine {
             sending: HashSet::new(),
             topics,
             public: VecDeque::new(),
+            metrics,
         };
+        engine.update_gauges();
         Ok((engine, Handle(tx)))
     }
 
@@ -371,6 +376,8 @@ impl Engine {
             return Err(e.into());
         }
         self.outbox.insert(entry.id, entry);
+        self.metrics.sent.inc();
+        self.update_gauges();
         self.deliver(message.id());
         Ok(Submitted {
             id: message.id().to_hex(),
@@ -465,7 +472,9 @@ impl Engine {
     /// The recipient holds message `id`: it leaves the outbox.
     fn delivered(&mut self, id: MessageId) {
         self.sending.remove(&id);
-        if self.outbox.remove(&id).is_some() {
+        if let Some(entry) = self.outbox.remove(&id) {
+            self.metrics.receipt_latency.observe(now().saturating_sub(entry.queued_at) as f64 / 1000.0);
+            self.update_gauges();
             if let Err(e) = self.store.outbox_remove(&id) {
                 warn!(%id, error = %e, "cannot remove a delivered message from the outbox");
             }
@@ -473,6 +482,15 @@ impl Engine {
     }
 
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        use libp2p::metrics::Recorder as _;
+        self.metrics.libp2p.record(&event);
+        match &event {
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.metrics.libp2p.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.metrics.libp2p.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => self.metrics.libp2p.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.metrics.libp2p.record(e),
+            _ => {}
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => info!(%address, "listening"),
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
@@ -537,6 +555,7 @@ impl Engine {
     /// once when the pool is full.
     fn check_request(&mut self, peer: PeerId, bytes: Vec<u8>, channel: ResponseChannel<Vec<u8>>) {
         let Ok(permit) = self.verifying.clone().try_acquire_owned() else {
+            self.rejected(Code::Internal);
             let problem = self.problem(&peer, None, Code::Internal, "busy; retry later", Some(MessageId::of(&bytes)));
             self.respond(channel, problem);
             return;
@@ -570,16 +589,20 @@ impl Engine {
             Checked::Request { peer, channel, bytes, opened } => {
                 let answer = match opened {
                     Err(e) => {
+                        self.rejected(e.code());
                         let whole = Some(MessageId::of(&bytes));
                         self.problem(&peer, None, e.code(), &e.to_string(), whole)
                     }
                     Ok(m) => match self.accept(&m) {
                         Ok(Some(receipt)) => {
+                            self.metrics.received.inc();
+                            self.update_gauges();
                             self.unflushed.push((channel, receipt));
                             return;
                         }
                         Ok(None) => self.receipt(&m),
                         Err((code, detail)) => {
+                            self.rejected(code);
                             self.problem(&peer, m.header().relationship, code, &detail, Some(m.id()))
                         }
                     },
@@ -668,6 +691,15 @@ impl Engine {
                 Vec::new()
             }
         }
+    }
+
+    fn update_gauges(&self) {
+        self.metrics.outbox.set(self.outbox.len() as i64);
+        self.metrics.set_relationships(&self.relationships.by_phase());
+    }
+
+    fn rejected(&self, code: Code) {
+        self.metrics.rejected.get_or_create(&CodeLabel { code: code.as_str().into() }).inc();
     }
 
     fn respond(&mut self, channel: ResponseChannel<Vec<u8>>, bytes: Vec<u8>) {
