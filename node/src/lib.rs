@@ -16,4 +16,5 @@ pub mod engine;
 pub mod identity;
 pub mod metrics;
 pub mod network;
+pub mod probe;
 pub mod store;

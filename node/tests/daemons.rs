@@ -2,107 +2,11 @@
 //! restart of either side, refuse requests without the token.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use common::{json, rapport, wait_for, Daemon};
 use rapport_node::client::{self, Client};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_rapport");
-/// Longest wait for anything the daemons do.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-fn rapport(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN).arg("--data-dir").arg(dir).args(args).output().unwrap()
-}
-
-/// Runs a CLI command with `--json`, asserting success, and parses its output.
-fn json(dir: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let out = rapport(dir, &all);
-    assert!(out.status.success(), "rapport {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Polls `check` until it returns `Some` or [`PATIENCE`] runs out.
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-struct Daemon {
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Daemon {
-    fn init(root: &Path, name: &str) -> Daemon {
-        let dir = root.join(name);
-        let out = rapport(&dir, &["init"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Daemon { dir, port, child: None }
-    }
-
-    fn start(&mut self) {
-        let listen = format!("/ip4/127.0.0.1/tcp/{}", self.port);
-        let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
-        let child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .args(["run", "--listen", &listen, "--api", "127.0.0.1:0", "--mdns", "false"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let api = self.dir.join("api");
-        wait_for("the api file", || api.exists().then_some(()));
-        wait_for("the API", || rapport(&self.dir, &["status"]).status.success().then_some(()));
-    }
-
-    /// SIGTERM, then wait for a clean exit.
-    fn stop(&mut self) {
-        let mut child = self.child.take().unwrap();
-        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
-        let status = wait_for("the daemon to exit", || child.try_wait().unwrap());
-        assert!(status.success(), "daemon exited with {status}");
-        assert!(!self.dir.join("api").exists(), "the api file is removed on exit");
-    }
-
-    fn addr(&self) -> String {
-        let id = json(&self.dir, &["id"]);
-        format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", self.port, id["peer_id"].as_str().unwrap())
-    }
-
-    fn key(&self) -> String {
-        json(&self.dir, &["id"])["key_id"].as_str().unwrap().to_owned()
-    }
-
-    fn log_ids(&self, rel: &str) -> Vec<String> {
-        let log = json(&self.dir, &["log", rel]);
-        log.as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn offer(vendor: &Daemon, to: &str, title: &str) -> Value {
     json(&vendor.dir, &["offer", "--to", to, "--title", title, "--amount", "2500"])

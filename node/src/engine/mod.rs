@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::identity::{self, Identity};
 use crate::metrics::{CodeLabel, Metrics};
+use crate::network::codec::Request;
 use crate::network::{self, Behaviour, BehaviourEvent};
 use crate::store::{OutboxEntry, Store};
 pub use relationships::{Relationships, Summary};
@@ -440,7 +441,7 @@ impl Engine {
                 return;
             }
         };
-        let request = self.swarm.behaviour_mut().messages.send_request(&peer, bytes);
+        let request = self.swarm.behaviour_mut().messages.send_request(&peer, Request::Envelope(bytes));
         self.in_flight.insert(request, id);
         self.sending.insert(id);
     }
@@ -529,11 +530,17 @@ impl Engine {
         }
     }
 
-    fn on_messages(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+    fn on_messages(&mut self, event: request_response::Event<Request, Vec<u8>>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    self.check_request(peer, request, channel)
+                request_response::Message::Request { request: Request::Envelope(bytes), channel, .. } => {
+                    self.check_request(peer, bytes, channel)
+                }
+                request_response::Message::Request { request: Request::TooLarge(len), channel, .. } => {
+                    self.rejected(Code::TooLarge);
+                    let text = format!("a frame of {len} bytes or more exceeds {}", network::codec::MAX_FRAME);
+                    let problem = self.problem(&peer, None, Code::TooLarge, &text, None);
+                    self.respond(channel, problem);
                 }
                 request_response::Message::Response { request_id, response } => {
                     let Some(sent) = self.in_flight.remove(&request_id) else { return };

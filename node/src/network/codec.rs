@@ -18,13 +18,37 @@ pub const MAX_FRAME: usize = MAX_MESSAGE_SIZE;
 #[derive(Debug, Clone, Default)]
 pub struct Codec;
 
+/// A request as read from the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// One envelope's bytes.
+    Envelope(Vec<u8>),
+    /// A frame whose announced length exceeds [`MAX_FRAME`]; its payload was not read, and the
+    /// node answers it with a `too-large` problem report. Written, it is that frame's head
+    /// alone (tests send it to check the refusal).
+    TooLarge(usize),
+}
+
+/// A frame's announced length.
+enum Head {
+    Len(usize),
+    TooLarge(usize),
+}
+
 /// Writes `bytes` as one frame.
 pub async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
     if bytes.len() > MAX_FRAME {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "message larger than the frame limit"));
     }
+    let (head, len) = varint(bytes.len());
+    io.write_all(&head[..len]).await?;
+    io.write_all(bytes).await?;
+    io.flush().await
+}
+
+/// `n` as an unsigned LEB128 varint, shortest form: the bytes and how many are used.
+fn varint(mut n: usize) -> ([u8; 10], usize) {
     let mut head = [0u8; 10];
-    let mut n = bytes.len();
     let mut len = 0;
     loop {
         let byte = (n & 0x7f) as u8;
@@ -32,17 +56,13 @@ pub async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, bytes: &[u8]) -> io:
         head[len] = if n == 0 { byte } else { byte | 0x80 };
         len += 1;
         if n == 0 {
-            break;
+            return (head, len);
         }
     }
-    io.write_all(&head[..len]).await?;
-    io.write_all(bytes).await?;
-    io.flush().await
 }
 
-/// Reads one frame, refusing a length above [`MAX_FRAME`] before reading its payload, and a
-/// non-minimal varint.
-pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<Vec<u8>> {
+/// Reads a frame's length: at most three varint bytes, minimal form.
+async fn read_head<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<Head> {
     let mut len: usize = 0;
     for i in 0..3 {
         let mut b = [0u8; 1];
@@ -52,31 +72,43 @@ pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<Vec<u8>>
             if i > 0 && b[0] == 0 {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, "non-minimal frame length"));
             }
-            if len > MAX_FRAME {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("frame of {len} bytes exceeds {MAX_FRAME}"),
-                ));
-            }
-            let mut out = vec![0u8; len];
-            io.read_exact(&mut out).await?;
-            return Ok(out);
+            return Ok(if len > MAX_FRAME { Head::TooLarge(len) } else { Head::Len(len) });
         }
     }
-    Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame length exceeds {MAX_FRAME}")))
+    Ok(Head::TooLarge(len))
+}
+
+async fn read_payload<T: AsyncRead + Unpin>(io: &mut T, len: usize) -> io::Result<Vec<u8>> {
+    let mut out = vec![0u8; len];
+    io.read_exact(&mut out).await?;
+    Ok(out)
+}
+
+/// Reads one frame, refusing a length above [`MAX_FRAME`] before reading its payload, and a
+/// non-minimal varint.
+pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<Vec<u8>> {
+    match read_head(io).await? {
+        Head::Len(len) => read_payload(io, len).await,
+        Head::TooLarge(len) => {
+            Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes or more exceeds {MAX_FRAME}")))
+        }
+    }
 }
 
 impl libp2p::request_response::Codec for Codec {
     type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
+    type Request = Request;
     type Response = Vec<u8>;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> io::Result<Vec<u8>> {
-        read_frame(io).await
+    ) -> io::Result<Request> {
+        match read_head(io).await? {
+            Head::Len(len) => Ok(Request::Envelope(read_payload(io, len).await?)),
+            Head::TooLarge(len) => Ok(Request::TooLarge(len)),
+        }
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -91,9 +123,17 @@ impl libp2p::request_response::Codec for Codec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: Vec<u8>,
+        req: Request,
     ) -> io::Result<()> {
-        write_frame(io, &req).await
+        match req {
+            Request::Envelope(bytes) => write_frame(io, &bytes).await,
+            // Only a probe sends this: the head of an over-long frame, without its payload.
+            Request::TooLarge(len) => {
+                let (head, n) = varint(len);
+                io.write_all(&head[..n]).await?;
+                io.flush().await
+            }
+        }
     }
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(
@@ -153,5 +193,12 @@ mod tests {
         for wire in [vec![0x80, 0x80, 0x80, 0x01], vec![0x81, 0x00, 0x00], vec![0x05, 1, 2]] {
             assert!(block_on(read_frame(&mut Cursor::new(wire))).is_err());
         }
+        // As a request, an over-long frame is reported (to be answered `too-large`) unread.
+        let mut codec = Codec;
+        let protocol = StreamProtocol::new("/rapport/local/msg/1");
+        let mut wire = Cursor::new(vec![0x80, 0x80, 0x08, 0xff]);
+        let read = block_on(libp2p::request_response::Codec::read_request(&mut codec, &protocol, &mut wire));
+        assert_eq!(read.unwrap(), Request::TooLarge(131_072));
+        assert_eq!(wire.position(), 3, "the payload is not read");
     }
 }

@@ -1,0 +1,93 @@
+//! Bad input on the wire (spec §11.2): a probe speaking only the message protocol sends a
+//! daemon malformed, forged, oversized, misaddressed, out-of-state and repeated messages. Each
+//! gets a signed answer with its problem code, is counted in the metrics, and changes nothing
+//! stored; a good message gets a receipt, and its repeat another one, stored once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use common::{json, Daemon};
+use ed25519_dalek::SigningKey;
+use rapport_node::client::Client;
+use rapport_node::probe::Probe;
+use rapport_protocol::{
+    Body, ClosureReceipt, Header, KeyId, Message, MessageId, Money, Offer, Payload, Price, PriceModel, RelationshipId,
+};
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+fn offer(key: &SigningKey, to: KeyId, rel: RelationshipId) -> Message {
+    let header = Header::opening(rel, KeyId::from_bytes(key.verifying_key().to_bytes()), to, now());
+    let price = Price { model: PriceModel::Upfront, amount: Money::new("EUR", 100), metric: None, threshold: None };
+    let body = Body::Offer(Offer { title: "Bike service".into(), description: String::new(), price, terms: None });
+    Message::seal(Payload { header, body }, key).unwrap()
+}
+
+/// Opens the daemon's answer, checks who signed it, and returns its kind's verdict: `Ok(id)`
+/// for a receipt naming `id`, `Err(code)` for a problem report.
+fn verdict(answer: &[u8], daemon: KeyId) -> Result<MessageId, String> {
+    let m = Message::open(answer).expect("every answer is a valid signed envelope");
+    assert_eq!(m.header().from, daemon, "signed by the daemon");
+    match m.body() {
+        Body::Receipt(r) => Ok(r.message),
+        Body::ProblemReport(p) => Err(p.code.clone()),
+        other => panic!("unexpected answer {}", other.kind()),
+    }
+}
+
+#[test]
+fn every_bad_message_gets_a_signed_problem_report_and_changes_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let mut customer = Daemon::init(root.path(), "customer");
+    customer.start();
+    let id = json(&customer.dir, &["id"]);
+    let daemon = KeyId::from_hex(id["key_id"].as_str().unwrap()).unwrap();
+    let peer = id["peer_id"].as_str().unwrap().parse().unwrap();
+    let addr = customer.addr().parse().unwrap();
+
+    let vendor = SigningKey::from_bytes(&[42; 32]);
+    let keypair = libp2p::identity::Keypair::ed25519_from_bytes(vendor.to_bytes()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut probe = Probe::new(keypair, "/rapport/local/msg/1").unwrap();
+    runtime.block_on(probe.connect(addr, peer)).unwrap();
+    let ask = |probe: &mut Probe, frame: Vec<u8>| verdict(&runtime.block_on(probe.send(peer, frame)).unwrap(), daemon);
+
+    let rel = RelationshipId::from_bytes([7; 16]);
+    let good = offer(&vendor, daemon, rel);
+    let mut forged = good.bytes().to_vec();
+    let last = forged.len() - 1;
+    forged[last] ^= 0x01;
+    let elsewhere = offer(&vendor, KeyId::from_bytes(SigningKey::from_bytes(&[9; 32]).verifying_key().to_bytes()), rel);
+    let closure = {
+        let header = Header::opening(RelationshipId::from_bytes([8; 16]), good.header().from, daemon, now());
+        let body = Body::ClosureReceipt(ClosureReceipt { statement: MessageId::from_bytes([1; 32]) });
+        Message::seal(Payload { header, body }, &vendor).unwrap()
+    };
+
+    assert_eq!(ask(&mut probe, vec![0x01, 0x02, 0x03]), Err("malformed".into()));
+    assert_eq!(ask(&mut probe, forged), Err("bad-signature".into()));
+    assert_eq!(ask(&mut probe, elsewhere.bytes().to_vec()), Err("wrong-recipient".into()));
+    assert_eq!(ask(&mut probe, closure.bytes().to_vec()), Err("unknown-relationship".into()));
+    let big = runtime.block_on(probe.announce(peer, 70_000)).unwrap();
+    assert_eq!(verdict(&big, daemon), Err("too-large".into()));
+    // Nothing stored so far.
+    assert_eq!(json(&customer.dir, &["relationships"]), serde_json::json!([]));
+
+    // A good message gets a receipt; its repeat gets one too and is stored once.
+    assert_eq!(ask(&mut probe, good.bytes().to_vec()), Ok(good.id()));
+    assert_eq!(ask(&mut probe, good.bytes().to_vec()), Ok(good.id()));
+    let log = json(&customer.dir, &["log", &rel.to_hex()]);
+    let ids: Vec<&str> = log.as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.iter().filter(|i| **i == good.id().to_hex()).count(), 1);
+    assert_eq!(log.as_array().unwrap().len(), 2, "the offer and the daemon's own receipt");
+
+    let metrics = runtime.block_on(Client::for_data_dir(&customer.dir).unwrap().get_text("/metrics")).unwrap();
+    for code in ["malformed", "bad-signature", "wrong-recipient", "unknown-relationship", "too-large"] {
+        let line = format!("rapport_messages_rejected_total{{code=\"{code}\"}} 1");
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    assert!(metrics.lines().any(|l| l == "rapport_messages_received_total 1"), "{metrics}");
+    customer.stop();
+}
