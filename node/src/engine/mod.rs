@@ -184,6 +184,9 @@ pub struct Engine {
     flushed_tx: mpsc::Sender<Result<(), crate::store::Error>>,
     flushed_rx: mpsc::Receiver<Result<(), crate::store::Error>>,
     outbox: HashMap<MessageId, OutboxEntry>,
+    /// Relationship and `seq` of each outbox message: within a relationship only the earliest
+    /// undelivered message is in flight, so that a recipient never sees a later one first.
+    order: HashMap<MessageId, (RelationshipId, u64)>,
     in_flight: HashMap<OutboundRequestId, MessageId>,
     sending: HashSet<MessageId>,
     topics: Topics,
@@ -205,7 +208,11 @@ impl std::fmt::Debug for Engine {
 }
 
 fn refused(e: &impl rapport_protocol::HasCode, detail: impl ToString) -> Error {
-    Error::Refused { code: e.code(), detail: detail.to_string() }
+    let code = e.code();
+    let detail = detail.to_string();
+    // The code travels beside the detail; do not say it twice.
+    let detail = detail.strip_prefix(&format!("{code}: ")).map(str::to_owned).unwrap_or(detail);
+    Error::Refused { code, detail }
 }
 
 impl Engine {
@@ -233,7 +240,15 @@ impl Engine {
         }
         let network = network.name.clone();
         let relationships = Relationships::load(store.as_ref())?;
-        let outbox = store.outbox()?.into_iter().map(|e| (e.id, e)).collect();
+        let outbox: HashMap<MessageId, OutboxEntry> = store.outbox()?.into_iter().map(|e| (e.id, e)).collect();
+        let mut order = HashMap::new();
+        for id in outbox.keys() {
+            if let Some(m) = store.message(id)?.and_then(|b| Message::open(&b).ok()) {
+                if let Some(rel) = m.header().relationship {
+                    order.insert(*id, (rel, m.header().seq));
+                }
+            }
+        }
         let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let (checked_tx, checked_rx) = mpsc::channel(MAX_VERIFYING);
         let (flushed_tx, flushed_rx) = mpsc::channel(1);
@@ -252,6 +267,7 @@ impl Engine {
             flushed_tx,
             flushed_rx,
             outbox,
+            order,
             in_flight: HashMap::new(),
             sending: HashSet::new(),
             topics,
@@ -376,6 +392,9 @@ impl Engine {
             }
             return Err(e.into());
         }
+        if let Some(rel) = rel {
+            self.order.insert(entry.id, (rel, message.header().seq));
+        }
         self.outbox.insert(entry.id, entry);
         self.metrics.sent.inc();
         self.update_gauges();
@@ -420,7 +439,7 @@ impl Engine {
 
     /// Sends outbox message `id` now, unless it is already on its way.
     fn deliver(&mut self, id: MessageId) {
-        if self.sending.contains(&id) {
+        if self.sending.contains(&id) || self.waits_for_earlier(&id) {
             return;
         }
         let Some(entry) = self.outbox.get(&id) else { return };
@@ -444,6 +463,17 @@ impl Engine {
         let request = self.swarm.behaviour_mut().messages.send_request(&peer, Request::Envelope(bytes));
         self.in_flight.insert(request, id);
         self.sending.insert(id);
+    }
+
+    /// Whether an earlier message of the same relationship is still undelivered.
+    fn waits_for_earlier(&self, id: &MessageId) -> bool {
+        let Some((rel, seq)) = self.order.get(id) else { return false };
+        self.order.iter().any(|(other, (r, s))| r == rel && s < seq && other != id)
+    }
+
+    /// The earliest undelivered message of `rel`, if any.
+    fn next_of(&self, rel: &RelationshipId) -> Option<MessageId> {
+        self.order.iter().filter(|(_, (r, _))| r == rel).min_by_key(|(_, (_, s))| *s).map(|(id, _)| *id)
     }
 
     fn send_due(&mut self) {
@@ -473,6 +503,11 @@ impl Engine {
     /// The recipient holds message `id`: it leaves the outbox.
     fn delivered(&mut self, id: MessageId) {
         self.sending.remove(&id);
+        if let Some((rel, _)) = self.order.remove(&id) {
+            if let Some(next) = self.next_of(&rel) {
+                self.deliver(next);
+            }
+        }
         if let Some(entry) = self.outbox.remove(&id) {
             self.metrics.receipt_latency.observe(now().saturating_sub(entry.queued_at) as f64 / 1000.0);
             self.update_gauges();
@@ -758,7 +793,9 @@ impl Engine {
             Body::Receipt(r) if r.message == sent => true,
             Body::ProblemReport(p) if p.message == Some(sent) => {
                 warn!(%sent, %peer, code = %p.code, text = %p.text, "message refused");
-                p.code != Code::Internal.as_str()
+                // `internal` (the peer could not store it) and `chain-gap` (an earlier message
+                // has not reached it yet) may clear up; anything else is final.
+                p.code != Code::Internal.as_str() && p.code != Code::ChainGap.as_str()
             }
             _ => {
                 warn!(%sent, %peer, "answer names another message; will retry");
