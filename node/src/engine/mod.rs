@@ -163,8 +163,17 @@ pub fn now() -> Timestamp {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Timestamp).unwrap_or(0)
 }
 
-/// A signed answer and the stream it goes back on.
-type Answer = (ResponseChannel<Vec<u8>>, Vec<u8>);
+/// Where a message of ours sits: its relationship and `seq` (none for public messages).
+type Place = Option<(RelationshipId, u64)>;
+
+/// Work that waits for the next flush: nothing is promised before its writes are durable.
+enum Pending {
+    /// A peer's message is stored; its receipt goes back on `channel` after the flush.
+    Receipt(ResponseChannel<Vec<u8>>, Vec<u8>),
+    /// One of ours is stored with its outbox entry; after the flush it is sent and the caller
+    /// told.
+    Sent { entry: OutboxEntry, place: Place, submitted: Submitted, reply: oneshot::Sender<Result<Submitted, Error>> },
+}
 
 /// The event loop and everything it owns.
 pub struct Engine {
@@ -178,9 +187,9 @@ pub struct Engine {
     checked_rx: mpsc::Receiver<Checked>,
     verifying: Arc<Semaphore>,
     /// Receipts for messages stored but not yet flushed.
-    unflushed: Vec<Answer>,
+    unflushed: Vec<Pending>,
     /// Receipts waiting on the flush in progress.
-    flushing: Option<Vec<Answer>>,
+    flushing: Option<Vec<Pending>>,
     flushed_tx: mpsc::Sender<Result<(), crate::store::Error>>,
     flushed_rx: mpsc::Receiver<Result<(), crate::store::Error>>,
     outbox: HashMap<MessageId, OutboxEntry>,
@@ -308,8 +317,14 @@ impl Engine {
                 self.on_flushed(result);
             }
         }
-        if let Err(e) = self.store.flush() {
+        // Work staged since: one last flush, then the answers it allows.
+        let last = self.store.flush();
+        if let Err(e) = &last {
             warn!(error = %e, "final flush failed");
+        }
+        if !self.unflushed.is_empty() {
+            self.flushing = Some(std::mem::take(&mut self.unflushed));
+            self.on_flushed(last);
         }
     }
 
@@ -328,7 +343,18 @@ impl Engine {
                 let _ = reply.send(result);
             }
             Command::Send(draft, reply) => {
-                let _ = reply.send(self.send(*draft));
+                if draft.relationship.is_none() && draft.to.is_none() {
+                    let _ = reply.send(self.publish(draft.body));
+                    return;
+                }
+                match self.stage(*draft) {
+                    Ok((entry, place, submitted)) => {
+                        self.unflushed.push(Pending::Sent { entry, place, submitted, reply })
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
             }
             Command::Relationships(reply) => {
                 let _ = reply.send(self.relationships.summaries(&self.identity.key_id()));
@@ -353,10 +379,7 @@ impl Engine {
 
     /// Signs `draft`, applies it to our own view of the relationship, stores it with its
     /// outbox entry durably, and starts delivery.
-    fn send(&mut self, draft: Draft) -> Result<Submitted, Error> {
-        if draft.relationship.is_none() && draft.to.is_none() {
-            return self.publish(draft.body);
-        }
+    fn stage(&mut self, draft: Draft) -> Result<(OutboxEntry, Place, Submitted), Error> {
         let me = self.identity.key_id();
         let at = now();
         let header = match draft.relationship {
@@ -381,29 +404,32 @@ impl Engine {
         let rel = message.header().relationship;
         let entry =
             OutboxEntry { id: message.id(), peer: peer.to_string(), attempts: 0, next_attempt: at, queued_at: at };
-        let stored = self
-            .store
-            .put_message(rel, message.id(), message.bytes())
-            .and_then(|_| self.store.outbox_put(&entry))
-            .and_then(|()| self.store.flush());
+        let stored =
+            self.store.put_message(rel, message.id(), message.bytes()).and_then(|_| self.store.outbox_put(&entry));
         if let Err(e) = stored {
             if let Some(rel) = rel {
                 let _ = self.relationships.reload(self.store.as_ref(), &rel);
             }
             return Err(e.into());
         }
-        if let Some(rel) = rel {
-            self.order.insert(entry.id, (rel, message.header().seq));
-        }
-        self.outbox.insert(entry.id, entry);
-        self.metrics.sent.inc();
-        self.update_gauges();
-        self.deliver(message.id());
-        Ok(Submitted {
+        let submitted = Submitted {
             id: message.id().to_hex(),
             relationship: rel.map(|r| r.to_hex()).unwrap_or_default(),
             kind: message.kind().as_str(),
-        })
+        };
+        Ok((entry, rel.map(|r| (r, message.header().seq)), submitted))
+    }
+
+    /// A staged message of ours is durable: it joins the outbox and goes out.
+    fn sent(&mut self, entry: OutboxEntry, place: Place) {
+        let id = entry.id;
+        if let Some(place) = place {
+            self.order.insert(id, place);
+        }
+        self.outbox.insert(id, entry);
+        self.metrics.sent.inc();
+        self.update_gauges();
+        self.deliver(id);
     }
 
     /// Signs a public `offer` or `intent`, stores it and publishes it on its gossip topic.
@@ -639,7 +665,7 @@ impl Engine {
                         Ok(Some(receipt)) => {
                             self.metrics.received.inc();
                             self.update_gauges();
-                            self.unflushed.push((channel, receipt));
+                            self.unflushed.push(Pending::Receipt(channel, receipt));
                             return;
                         }
                         Ok(None) => self.receipt(&m),
@@ -762,15 +788,24 @@ impl Engine {
 
     fn on_flushed(&mut self, result: Result<(), crate::store::Error>) {
         let batch = self.flushing.take().unwrap_or_default();
-        match result {
-            Ok(()) => {
-                for (channel, receipt) in batch {
-                    self.respond(channel, receipt);
+        if let Err(e) = &result {
+            warn!(error = %e, count = batch.len(), "flush failed; receipts withheld, sends refused");
+        }
+        for pending in batch {
+            match (pending, &result) {
+                (Pending::Receipt(channel, receipt), Ok(())) => self.respond(channel, receipt),
+                // Nothing is promised for this message: its sender will try again.
+                (Pending::Receipt(..), Err(_)) => {}
+                (Pending::Sent { entry, place, submitted, reply }, Ok(())) => {
+                    self.sent(entry, place);
+                    let _ = reply.send(Ok(submitted));
                 }
-            }
-            Err(e) => {
-                // Nothing is promised for these messages: their senders will try again.
-                warn!(error = %e, count = batch.len(), "flush failed; receipts withheld");
+                (Pending::Sent { place, reply, .. }, Err(e)) => {
+                    if let Some((rel, _)) = place {
+                        let _ = self.relationships.reload(self.store.as_ref(), &rel);
+                    }
+                    let _ = reply.send(Err(Error::Store(crate::store::Error::Backend(e.to_string()))));
+                }
             }
         }
     }
