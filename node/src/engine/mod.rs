@@ -201,6 +201,7 @@ pub struct Engine {
     topics: Topics,
     public: VecDeque<Message>,
     metrics: Arc<Metrics>,
+    delivered_tx: Option<mpsc::Sender<MessageId>>,
 }
 
 /// The gossip topics of the node's network.
@@ -282,9 +283,17 @@ impl Engine {
             topics,
             public: VecDeque::new(),
             metrics,
+            delivered_tx: None,
         };
         engine.update_gauges();
         Ok((engine, Handle(tx)))
+    }
+
+    /// Reports the id of each message of ours once its delivery is over: its receipt is held,
+    /// or the recipient refused it for good (for benchmarks and tests). Notices that do not
+    /// fit in the channel are dropped, never waited for.
+    pub fn notify_delivered(&mut self, tx: mpsc::Sender<MessageId>) {
+        self.delivered_tx = Some(tx);
     }
 
     /// Runs until `shutdown` resolves, then stops accepting, finishes the flush in progress
@@ -305,8 +314,12 @@ impl Engine {
                 event = self.swarm.select_next_some() => self.on_swarm(event),
                 Some(command) = self.commands.recv() => self.on_command(command),
                 _ = tick.tick() => self.send_due(),
-                // Nothing else is ready: make the messages stored meanwhile durable, in one go.
-                () = std::future::ready(()), if self.flushing.is_none() && !self.unflushed.is_empty() => self.start_flush(),
+            }
+            // Group commit: while one flush runs, what arrives waits; when it ends, everything
+            // that waited is flushed in one go. (Waiting for an idle moment instead would starve
+            // the flush under steady load.)
+            if self.flushing.is_none() && !self.unflushed.is_empty() {
+                self.start_flush();
             }
         }
         // Graceful end: whatever was stored is flushed before the process exits; receipts not
@@ -533,6 +546,9 @@ impl Engine {
             if let Some(next) = self.next_of(&rel) {
                 self.deliver(next);
             }
+        }
+        if let Some(tx) = &self.delivered_tx {
+            let _ = tx.try_send(id);
         }
         if let Some(entry) = self.outbox.remove(&id) {
             self.metrics.receipt_latency.observe(now().saturating_sub(entry.queued_at) as f64 / 1000.0);
