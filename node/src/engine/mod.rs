@@ -719,12 +719,12 @@ impl Engine {
             return Ok(None);
         }
         let rel = m.header().relationship;
-        let receipt = self.receipt(m);
+        let receipt = self.sealed_receipt(m);
         let stored = self.store.put_message(rel, m.id(), m.bytes()).and_then(|_| {
             // Our own receipt belongs to the relationship's record too.
-            match Message::open(&receipt) {
-                Ok(r) if rel.is_some() => {
-                    if let Err(e) = self.relationships.apply(&r, now(), Policy::LIVE) {
+            match &receipt {
+                Some(r) if rel.is_some() => {
+                    if let Err(e) = self.relationships.apply(r, now(), Policy::LIVE) {
                         warn!(error = %e, "own receipt refused by the state machine");
                     }
                     self.store.put_message(rel, r.id(), r.bytes()).map(|_| ())
@@ -738,18 +738,24 @@ impl Engine {
             }
             return Err((Code::Internal, format!("storage failed: {e}")));
         }
-        Ok(Some(receipt))
+        Ok(Some(receipt.map(|r| r.bytes().to_vec()).unwrap_or_default()))
     }
 
-    /// Our signed receipt for `m`.
+    /// Our signed receipt for `m`, as bytes to send.
     fn receipt(&self, m: &Message) -> Vec<u8> {
+        self.sealed_receipt(m).map(|r| r.bytes().to_vec()).unwrap_or_default()
+    }
+
+    /// Our signed receipt for `m`. Sealing checks it as opening would, so it need not be
+    /// opened again before it is applied and stored.
+    fn sealed_receipt(&self, m: &Message) -> Option<Message> {
         let h = Header::ack(m.header().relationship, self.identity.key_id(), m.header().from, now());
         let body = Body::Receipt(Receipt { message: m.id() });
         match Message::seal(Payload { header: h, body }, &self.identity.key) {
-            Ok(r) => r.bytes().to_vec(),
+            Ok(r) => Some(r),
             Err(e) => {
                 warn!(error = %e, "cannot sign a receipt");
-                Vec::new()
+                None
             }
         }
     }
