@@ -1,0 +1,233 @@
+//! Our own messages (spec §13.3): staging them for the group commit, the outbox and its
+//! retries, delivery in order within a relationship, and the answers that end delivery.
+
+use libp2p::PeerId;
+use rapport_protocol::relationship::Policy;
+use rapport_protocol::{Body, Code, Header, Message, MessageId, Payload, RelationshipId};
+use tracing::{debug, warn};
+
+use super::{now, outbox, refused, Draft, Engine, Error, Place, Submitted, MAX_PUBLIC};
+use crate::identity;
+use crate::network::codec::Request;
+use crate::store::OutboxEntry;
+
+impl Engine {
+    /// Signs `draft`, applies it to our own view of the relationship, stores it with its
+    /// outbox entry durably, and starts delivery.
+    pub(super) fn stage(&mut self, draft: Draft) -> Result<(OutboxEntry, Place, Submitted), Error> {
+        let me = self.identity.key_id();
+        let at = now();
+        let header = match draft.relationship {
+            Some(id) => {
+                let rel =
+                    self.relationships.get(&id).ok_or_else(|| Error::BadRequest(format!("no relationship {id}")))?;
+                let role = rel.role(&me).ok_or_else(|| Error::BadRequest("this node is not a party".into()))?;
+                rel.next_header(role, at)
+            }
+            None => {
+                let to = draft.to.ok_or_else(|| Error::BadRequest("a new relationship needs a recipient".into()))?;
+                let mut id = [0u8; 16];
+                rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
+                Header::opening(RelationshipId::from_bytes(id), me, to, at)
+            }
+        };
+        let to = header.to.ok_or_else(|| Error::BadRequest("no recipient".into()))?;
+        let peer = identity::peer_of(&to).ok_or_else(|| Error::BadRequest("recipient is not an Ed25519 key".into()))?;
+        let message =
+            Message::seal(Payload { header, body: draft.body }, &self.identity.key).map_err(|e| refused(&e, &e))?;
+        self.relationships.apply(&message, at, Policy::LIVE).map_err(|e| refused(&e, &e))?;
+        let rel = message.header().relationship;
+        let entry =
+            OutboxEntry { id: message.id(), peer: peer.to_string(), attempts: 0, next_attempt: at, queued_at: at };
+        let stored =
+            self.store.put_message(rel, message.id(), message.bytes()).and_then(|_| self.store.outbox_put(&entry));
+        if let Err(e) = stored {
+            if let Some(rel) = rel {
+                let _ = self.relationships.reload(self.store.as_ref(), &rel);
+            }
+            return Err(e.into());
+        }
+        let submitted = Submitted {
+            id: message.id().to_hex(),
+            relationship: rel.map(|r| r.to_hex()).unwrap_or_default(),
+            kind: message.kind().as_str(),
+        };
+        Ok((entry, rel.map(|r| (r, message.header().seq)), submitted))
+    }
+
+    /// A staged message of ours is durable: it joins the outbox and goes out.
+    pub(super) fn sent(&mut self, entry: OutboxEntry, place: Place) {
+        let id = entry.id;
+        if let Some(place) = place {
+            self.order.insert(id, place);
+        }
+        self.outbox.insert(id, entry);
+        self.metrics.sent.inc();
+        self.update_gauges();
+        self.deliver(id);
+    }
+
+    /// Signs a public `offer` or `intent`, stores it and publishes it on its gossip topic.
+    pub(super) fn publish(&mut self, body: Body) -> Result<Submitted, Error> {
+        let topic = match body {
+            Body::Offer(_) => self.topics.offers.clone(),
+            Body::Intent(_) => self.topics.intents.clone(),
+            other => {
+                return Err(Error::BadRequest(format!("{} needs a relationship or a recipient", other.kind())));
+            }
+        };
+        let header = Header::public(self.identity.key_id(), now());
+        let message = Message::seal(Payload { header, body }, &self.identity.key).map_err(|e| refused(&e, &e))?;
+        self.store.put_message(None, message.id(), message.bytes())?;
+        self.store.flush()?;
+        self.remember_public(message.clone());
+        if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, message.bytes().to_vec()) {
+            // No peer subscribed yet: the message is stored and listed; it is not retried.
+            debug!(error = %e, "publish");
+        }
+        Ok(Submitted { id: message.id().to_hex(), relationship: String::new(), kind: message.kind().as_str() })
+    }
+
+    pub(super) fn remember_public(&mut self, m: Message) {
+        if self.public.iter().any(|p| p.id() == m.id()) {
+            return;
+        }
+        if self.public.len() == MAX_PUBLIC {
+            self.public.pop_front();
+        }
+        self.public.push_back(m);
+    }
+
+    /// Sends outbox message `id` now, unless it is already on its way.
+    pub(super) fn deliver(&mut self, id: MessageId) {
+        if self.sending.contains(&id) || self.waits_for_earlier(&id) {
+            return;
+        }
+        let Some(entry) = self.outbox.get(&id) else { return };
+        let Ok(peer) = entry.peer.parse::<PeerId>() else {
+            warn!(%id, peer = %entry.peer, "outbox entry with an invalid peer id");
+            return;
+        };
+        let bytes = match self.store.message(&id) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                warn!(%id, "outbox entry without its message; dropped");
+                self.outbox.remove(&id);
+                let _ = self.store.outbox_remove(&id);
+                return;
+            }
+            Err(e) => {
+                warn!(%id, error = %e, "cannot read an outbox message");
+                return;
+            }
+        };
+        let request = self.swarm.behaviour_mut().messages.send_request(&peer, Request::Envelope(bytes));
+        self.in_flight.insert(request, id);
+        self.sending.insert(id);
+    }
+
+    /// Whether an earlier message of the same relationship is still undelivered.
+    pub(super) fn waits_for_earlier(&self, id: &MessageId) -> bool {
+        let Some((rel, seq)) = self.order.get(id) else { return false };
+        self.order.iter().any(|(other, (r, s))| r == rel && s < seq && other != id)
+    }
+
+    /// The earliest undelivered message of `rel`, if any.
+    pub(super) fn next_of(&self, rel: &RelationshipId) -> Option<MessageId> {
+        self.order.iter().filter(|(_, (r, _))| r == rel).min_by_key(|(_, (_, s))| *s).map(|(id, _)| *id)
+    }
+
+    pub(super) fn send_due(&mut self) {
+        let at = now();
+        let due: Vec<MessageId> = self
+            .outbox
+            .values()
+            .filter(|e| e.next_attempt <= at && !self.sending.contains(&e.id))
+            .map(|e| e.id)
+            .collect();
+        for id in due {
+            self.deliver(id);
+        }
+    }
+
+    /// A delivery attempt failed: try again after the backoff.
+    pub(super) fn retry_later(&mut self, id: MessageId) {
+        self.sending.remove(&id);
+        let Some(entry) = self.outbox.get_mut(&id) else { return };
+        entry.attempts = entry.attempts.saturating_add(1);
+        entry.next_attempt = now() + outbox::backoff(entry.attempts, &mut rand::thread_rng()).as_millis() as u64;
+        if let Err(e) = self.store.outbox_put(entry) {
+            warn!(%id, error = %e, "cannot record a delivery attempt");
+        }
+    }
+
+    /// The recipient holds message `id`: it leaves the outbox.
+    pub(super) fn delivered(&mut self, id: MessageId) {
+        self.sending.remove(&id);
+        if let Some((rel, _)) = self.order.remove(&id) {
+            if let Some(next) = self.next_of(&rel) {
+                self.deliver(next);
+            }
+        }
+        if let Some(tx) = &self.delivered_tx {
+            let _ = tx.try_send(id);
+        }
+        if let Some(entry) = self.outbox.remove(&id) {
+            self.metrics.receipt_latency.observe(now().saturating_sub(entry.queued_at) as f64 / 1000.0);
+            self.update_gauges();
+            if let Err(e) = self.store.outbox_remove(&id) {
+                warn!(%id, error = %e, "cannot remove a delivered message from the outbox");
+            }
+        }
+    }
+
+    /// The answer to a message we sent: a receipt ends its delivery, a problem report ends it
+    /// too unless the problem is transient (`internal`), and anything else is a failed attempt.
+    pub(super) fn on_answer(
+        &mut self,
+        peer: PeerId,
+        sent: MessageId,
+        opened: Result<Message, rapport_protocol::envelope::Error>,
+    ) {
+        let answer = match opened {
+            Ok(a) if identity::peer_of(&a.header().from) == Some(peer) => a,
+            Ok(_) => {
+                warn!(%sent, %peer, "answer signed by another key; will retry");
+                return self.retry_later(sent);
+            }
+            Err(e) => {
+                warn!(%sent, %peer, error = %e, "unverifiable answer; will retry");
+                return self.retry_later(sent);
+            }
+        };
+        let done = match answer.body() {
+            Body::Receipt(r) if r.message == sent => true,
+            Body::ProblemReport(p) if p.message == Some(sent) => {
+                warn!(%sent, %peer, code = %p.code, text = %p.text, "message refused");
+                // `internal` (the peer could not store it) and `chain-gap` (an earlier message
+                // has not reached it yet) may clear up; anything else is final.
+                p.code != Code::Internal.as_str() && p.code != Code::ChainGap.as_str()
+            }
+            _ => {
+                warn!(%sent, %peer, "answer names another message; will retry");
+                false
+            }
+        };
+        if !done {
+            return self.retry_later(sent);
+        }
+        if let Some(rel) = answer.header().relationship {
+            if self.relationships.get(&rel).is_some() {
+                match self.relationships.apply(&answer, now(), Policy::LIVE) {
+                    Ok(_) => {
+                        if let Err(e) = self.store.put_message(Some(rel), answer.id(), answer.bytes()) {
+                            warn!(error = %e, "cannot store an answer");
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "answer refused by the state machine"),
+                }
+            }
+        }
+        self.delivered(sent);
+    }
+}
