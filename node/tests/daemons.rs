@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{json, rapport, wait_for, Daemon};
+use common::{json, pair, rapport, wait_for, Daemon};
 use rapport_node::client::{self, Client};
 use serde_json::Value;
 
@@ -15,12 +15,7 @@ fn offer(vendor: &Daemon, to: &str, title: &str) -> Value {
 #[test]
 fn offer_is_delivered_with_a_receipt_and_both_sides_hold_the_same_record() {
     let root = tempfile::tempdir().unwrap();
-    let mut vendor = Daemon::init(root.path(), "vendor");
-    let mut customer = Daemon::init(root.path(), "customer");
-    vendor.start();
-    customer.start();
-    json(&vendor.dir, &["connect", &customer.addr()]);
-    wait_for("the connection", || (json(&vendor.dir, &["peers"]).as_array().unwrap().len() == 1).then_some(()));
+    let (mut vendor, mut customer) = pair(root.path());
 
     let sent = offer(&vendor, &customer.key(), "Solar panel lease");
     let rel = sent["relationship"].as_str().unwrap().to_owned();
@@ -40,13 +35,8 @@ fn offer_is_delivered_with_a_receipt_and_both_sides_hold_the_same_record() {
 #[test]
 fn messages_for_a_stopped_node_are_delivered_once_it_returns_even_across_a_sender_restart() {
     let root = tempfile::tempdir().unwrap();
-    let mut vendor = Daemon::init(root.path(), "vendor");
-    let mut customer = Daemon::init(root.path(), "customer");
-    vendor.start();
-    customer.start();
-    let (customer_addr, customer_key) = (customer.addr(), customer.key());
-    json(&vendor.dir, &["connect", &customer_addr]);
-    wait_for("the connection", || (json(&vendor.dir, &["peers"]).as_array().unwrap().len() == 1).then_some(()));
+    let (mut vendor, mut customer) = pair(root.path());
+    let customer_key = customer.key();
     customer.stop();
 
     let first = offer(&vendor, &customer_key, "Sent while the customer is down");
@@ -129,12 +119,7 @@ fn now_ms() -> u64 {
 #[test]
 fn a_relationship_walks_from_offer_to_closure_and_both_exports_verify() {
     let root = tempfile::tempdir().unwrap();
-    let mut vendor = Daemon::init(root.path(), "vendor");
-    let mut customer = Daemon::init(root.path(), "customer");
-    vendor.start();
-    customer.start();
-    json(&vendor.dir, &["connect", &customer.addr()]);
-    wait_for("the connection", || (json(&vendor.dir, &["peers"]).as_array().unwrap().len() == 1).then_some(()));
+    let (mut vendor, mut customer) = pair(root.path());
     let (v, c) = (&vendor, &customer);
 
     let sent = offer(v, &c.key(), "Solar panel lease");

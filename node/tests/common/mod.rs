@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -25,16 +25,19 @@ pub fn json(dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Polls `check` until it returns `Some` or [`PATIENCE`] runs out.
+/// Time between two polls of [`wait_for`].
+const POLL: Duration = Duration::from_millis(50);
+
+/// Polls `check` until it returns `Some`, at most [`PATIENCE`] ÷ [`POLL`] times; a bound on
+/// waiting, not a measure of speed.
 pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
+    for _ in 0..PATIENCE.as_millis() / POLL.as_millis() {
         if let Some(v) = check() {
             return v;
         }
-        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(POLL);
     }
+    panic!("gave up waiting for {what}");
 }
 
 pub struct Daemon {
@@ -92,6 +95,17 @@ impl Daemon {
         let log = json(&self.dir, &["log", rel]);
         log.as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect()
     }
+}
+
+/// A vendor and a customer, both running, the vendor connected to the customer.
+pub fn pair(root: &Path) -> (Daemon, Daemon) {
+    let mut vendor = Daemon::init(root, "vendor");
+    let mut customer = Daemon::init(root, "customer");
+    vendor.start();
+    customer.start();
+    json(&vendor.dir, &["connect", &customer.addr()]);
+    wait_for("the connection", || (json(&vendor.dir, &["peers"]).as_array().unwrap().len() == 1).then_some(()));
+    (vendor, customer)
 }
 
 impl Drop for Daemon {
