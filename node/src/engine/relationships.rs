@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use rapport_protocol::relationship::{self, Policy};
-use rapport_protocol::{KeyId, Message, MessageId, RelationshipId, Role, Timestamp};
+use rapport_protocol::{KeyId, Message, RelationshipId, Role, Timestamp};
 
 use crate::store::{self, Store};
 
@@ -160,10 +160,5 @@ impl Relationships {
             *out.entry(r.phase().as_str()).or_default() += 1;
         }
         out
-    }
-
-    /// Whether message `id` is a chained message of relationship `rel`.
-    pub fn contains(&self, rel: &RelationshipId, id: &MessageId) -> bool {
-        self.map.get(rel).is_some_and(|r| r.contains(id))
     }
 }
