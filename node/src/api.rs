@@ -1,4 +1,4 @@
-//! The local control API (spec §13.5): HTTP/JSON on a loopback address, every route behind the
+//! The local control API (spec/node.md §5): HTTP/JSON on a loopback address, every route behind the
 //! bearer token in the data directory's `api-token` file. The CLI is a client of it; the
 //! OpenAPI document is served at `/openapi.json`.
 
@@ -270,7 +270,7 @@ async fn log(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Vec
     Ok(Json(out))
 }
 
-/// The relationship as a portable bundle (spec §13.7).
+/// The relationship as a portable bundle (spec/node.md §7).
 async fn export(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<crate::bundle::Bundle> {
     let rel = relationship_id(&id)?;
     let stored =

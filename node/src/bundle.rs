@@ -1,4 +1,4 @@
-//! Export bundles (spec §13.7): a relationship's signed messages from both parties, exactly as
+//! Export bundles (spec/node.md §7): a relationship's signed messages from both parties, exactly as
 //! signed, with a manifest, in one JSON file that `rapport verify` checks offline and that any
 //! implementation can read. The bundle adds no trust of its own: everything that matters is
 //! re-verified from the envelopes.

@@ -1,4 +1,4 @@
-//! The `rapport` command line (spec §13.6): `init` and `run` work on the data directory; every
+//! The `rapport` command line (spec/node.md §6): `init` and `run` work on the data directory; every
 //! other command is a client of the running daemon's API and prints text, or JSON with
 //! `--json`. Failures exit non-zero with one line on stderr.
 

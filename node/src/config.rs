@@ -1,4 +1,4 @@
-//! Node configuration (spec §13.1). Each setting comes from the first layer that sets it:
+//! Node configuration (spec/node.md §1). Each setting comes from the first layer that sets it:
 //! command-line flags, then `RAPPORT_*` environment variables (clap reads both), then
 //! `config.toml` in the data directory, then the network profile, then the defaults.
 
@@ -116,7 +116,7 @@ impl Network {
         }
     }
 
-    /// The request-response protocol carrying one signed message per request (spec §13.2).
+    /// The request-response protocol carrying one signed message per request (spec/protocol.md §11.2).
     pub fn message_protocol(&self) -> String {
         format!("{}/msg/1", self.prefix)
     }

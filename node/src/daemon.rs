@@ -1,4 +1,4 @@
-//! `rapport run`: the daemon (spec §13). Opens the store, builds the swarm, starts the event
+//! `rapport run`: the daemon (spec/node.md). Opens the store, builds the swarm, starts the event
 //! loop and the control API, writes the `api` file so that CLI commands find the API, and on
 //! shutdown stops accepting, flushes and closes.
 

@@ -1,4 +1,4 @@
-//! The node's identity and secrets in its data directory (spec §13.1): one Ed25519 key, which
+//! The node's identity and secrets in its data directory (spec/node.md §1): one Ed25519 key, which
 //! signs Rapport messages and is also the libp2p identity, and the API bearer token. Both files
 //! are created with mode 0600, and the daemon refuses to start if either is readable by others.
 

@@ -3,7 +3,8 @@
 //! The Rapport node daemon, `rapport`: it carries the signed messages of
 //! [`rapport_protocol`] between customers and vendors over libp2p, stores them durably, answers
 //! each with a signed receipt once it is on disk, and serves a local HTTP API that the CLI
-//! uses. The wire protocol and the node's files are specified in `spec/protocol.md` §13.
+//! uses. The wire protocol is `spec/protocol.md` §11; the node's files, delivery rules, API and
+//! export bundle are `spec/node.md`.
 #![deny(missing_docs)]
 
 pub mod api;

@@ -1,4 +1,4 @@
-//! Prometheus metrics (spec §13.5, `GET /metrics`): libp2p's own (connections, protocols,
+//! Prometheus metrics (spec/node.md §5, `GET /metrics`): libp2p's own (connections, protocols,
 //! bandwidth, identify, Kademlia, ping, gossipsub) and Rapport's, under the `rapport_` prefix.
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};

@@ -1,4 +1,4 @@
-//! The node's one event loop (spec §13.3). It owns the swarm, the relationships and the
+//! The node's one event loop (spec/node.md §3). It owns the swarm, the relationships and the
 //! outbox; the API sends it [`Command`]s with one-shot replies. Signature checks run on a
 //! bounded pool of blocking workers, never on the loop; writes are made durable in groups
 //! (one flush for every message that arrived meanwhile) and receipts go out only after the

@@ -1,4 +1,4 @@
-//! Our own messages (spec §13.3): staging them for the group commit, the outbox and its
+//! Our own messages (spec/node.md §3): staging them for the group commit, the outbox and its
 //! retries, delivery in order within a relationship, and the answers that end delivery.
 
 use libp2p::PeerId;

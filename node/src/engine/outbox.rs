@@ -1,4 +1,4 @@
-//! When to try a message again (spec §13.3): exponential backoff with full jitter, so that
+//! When to try a message again (spec/node.md §3): exponential backoff with full jitter, so that
 //! many senders retrying after an outage do not arrive in step.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The framing of `/rapport/<network>/msg/1` (spec §13.2): on one stream, the requester
+//! The framing of `/rapport/<network>/msg/1` (spec/protocol.md §11.2): on one stream, the requester
 //! writes one frame holding one COSE_Sign1 envelope and closes its side; the responder writes
 //! one frame holding its signed `receipt` or `problem_report` and closes. A frame is the
 //! payload's length as an unsigned LEB128 varint (multiformats `unsigned-varint`, at most three

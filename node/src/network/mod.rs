@@ -1,4 +1,4 @@
-//! The libp2p side of the node (spec §13.2): the swarm, its behaviours and their limits. This
+//! The libp2p side of the node (spec/protocol.md §11 and spec/node.md §2): the swarm, its behaviours and their limits. This
 //! module owns the `Swarm`; the node's event loop drives it and sees only the events of
 //! [`Behaviour`].
 //!

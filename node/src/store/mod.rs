@@ -1,4 +1,4 @@
-//! Durable storage behind a small trait (spec §13.4): signed messages by id, each
+//! Durable storage behind a small trait (spec/node.md §4): signed messages by id, each
 //! relationship's messages in the order this node accepted them, the outbox and known peers.
 //!
 //! [`Disk`] keeps them in sled; [`Memory`] in maps, for tests. No sled type appears in a public
