@@ -42,8 +42,8 @@ fn messages_for_a_stopped_node_are_delivered_once_it_returns_even_across_a_sende
     let first = offer(&vendor, &customer_key, "Sent while the customer is down");
     let second = offer(&vendor, &customer_key, "Also sent while it is down");
     assert_eq!(json(&vendor.dir, &["status"])["outbox"], 2);
-    // The sender restarts too: its outbox is on disk.
-    vendor.stop();
+    // The sender restarts too (stopped with SIGINT, as Ctrl-C would): its outbox is on disk.
+    vendor.stop_with("INT");
     vendor.start();
     assert_eq!(json(&vendor.dir, &["status"])["outbox"], 2);
     // No `connect`: the vendor remembers where the customer listens, and its outbox finds her.

@@ -75,10 +75,15 @@ impl Daemon {
 
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(&mut self) {
+        self.stop_with("TERM");
+    }
+
+    /// `signal` (TERM or INT), then wait for a clean exit: status 0, `api` file removed.
+    pub fn stop_with(&mut self, signal: &str) {
         let mut child = self.child.take().unwrap();
-        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+        Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
         let status = wait_for("the daemon to exit", || child.try_wait().unwrap());
-        assert!(status.success(), "daemon exited with {status}");
+        assert!(status.success(), "daemon exited with {status} after SIG{signal}");
         assert!(!self.dir.join("api").exists(), "the api file is removed on exit");
     }
 
