@@ -379,6 +379,29 @@ fn s(v: &Value, key: &str) -> String {
     }
 }
 
+/// The consent lines of `rapport show`.
+fn consents(v: &Value) -> String {
+    let mut out = String::new();
+    for c in v["consents"].as_array().into_iter().flatten() {
+        let scope = &c["scope"];
+        let list =
+            |k: &str| scope[k].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "));
+        let state = match c["revoked_by"].as_str() {
+            Some(r) => format!("revoked by {r:.16}"),
+            None => "in force".into(),
+        };
+        out += &format!(
+            "\nconsent        {:.16}  {}  purposes {}; categories {}; third parties {}",
+            s(c, "grant"),
+            state,
+            list("purposes").unwrap_or_default(),
+            list("categories").unwrap_or_default(),
+            scope["third_party_sharing"]
+        );
+    }
+    out
+}
+
 fn lines(v: &Value, each: impl Fn(&Value) -> String) -> String {
     v.as_array().map(|a| a.iter().map(each).collect::<Vec<_>>().join("\n")).unwrap_or_default()
 }
@@ -588,7 +611,7 @@ async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::
                         s(v, "counterparty"),
                         s(v, "messages"),
                         s(v, "acknowledgements")
-                    )
+                    ) + &consents(v)
                     }),
                 )
             }

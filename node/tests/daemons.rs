@@ -185,7 +185,13 @@ fn a_relationship_walks_from_offer_to_closure_and_both_exports_verify() {
             r#"{"party": {"name": "Battery recyclers"}, "offering": "Battery recycling", "commission": {"basis": "none"}}"#,
         ],
     );
-    act(c, &["consent", "revoke", &rel, &grant]);
+    let shown = json(&v.dir, &["show", &rel]);
+    assert_eq!(shown["consents"][0]["grant"], grant.as_str());
+    assert_eq!(shown["consents"][0]["scope"]["purposes"], serde_json::json!(["dpv:ServiceProvision"]));
+    assert!(shown["consents"][0]["revoked_by"].is_null(), "in force: {shown}");
+    let revocation = act(c, &["consent", "revoke", &rel, &grant]);
+    // The vendor's view changes as soon as it holds the revocation.
+    assert_eq!(json(&v.dir, &["show", &rel])["consents"][0]["revoked_by"], revocation.as_str());
     let effective = (now_ms() + 2_000).to_string();
     let notice = act(
         c,

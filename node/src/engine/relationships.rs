@@ -42,6 +42,19 @@ pub struct Summary {
     pub messages: usize,
     /// Receipts and problem reports.
     pub acknowledgements: usize,
+    /// The customer's consent grants, revoked ones included.
+    pub consents: Vec<Consent>,
+}
+
+/// One consent grant and whether it still stands.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Consent {
+    /// The grant's message id, hex.
+    pub grant: String,
+    /// The grant as signed: purposes, categories, third-party sharing, retention, expiry.
+    pub scope: rapport_protocol::ConsentGrant,
+    /// The revocation's message id, hex, once revoked.
+    pub revoked_by: Option<String>,
 }
 
 /// Every relationship of one node.
@@ -146,6 +159,19 @@ impl Relationships {
                     counterparty: r.key(role.other()).to_hex(),
                     messages: r.log().len(),
                     acknowledgements: r.acknowledgements().count(),
+                    consents: {
+                        let mut c: Vec<Consent> = r
+                            .grants()
+                            .iter()
+                            .map(|(id, g)| Consent {
+                                grant: id.to_hex(),
+                                scope: g.grant.clone(),
+                                revoked_by: g.revoked_by.map(|r| r.to_hex()),
+                            })
+                            .collect();
+                        c.sort_by(|a, b| a.grant.cmp(&b.grant));
+                        c
+                    },
                 })
             })
             .collect();
