@@ -430,8 +430,22 @@ fn kind_name(kind: &str) -> anyhow::Result<&'static str> {
     Ok(kind.as_str())
 }
 
+/// Keeps the salt of a `data_share` commitment, and where its data is, in
+/// `shares/<commitment>.json` (mode 0600) in the data directory: the log carries only the
+/// commitment, and without the salt nobody could show that the data matches it.
+fn remember_share(dir: &Path, commitment: &rapport_protocol::Digest32, file: &Path, salt: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let shares = dir.join("shares");
+    std::fs::create_dir_all(&shares)?;
+    let path = shares.join(format!("{}.json", commitment.to_hex()));
+    let record = json!({ "file": std::fs::canonicalize(file)?, "salt": hex::encode(salt) });
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+    f.write_all(format!("{record}\n").as_bytes()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
 /// Builds the message of a relationship command, or `None` for the other commands.
-fn outgoing(command: &Command) -> anyhow::Result<Option<Outgoing>> {
+fn outgoing(dir: &Path, command: &Command) -> anyhow::Result<Option<Outgoing>> {
     Ok(Some(match command {
         Command::Offer { to, title, description, model, amount, currency, metric, threshold } => {
             let mut price = json!({ "model": model.wire(), "amount": { "currency": currency, "minor_units": amount } });
@@ -507,6 +521,7 @@ fn outgoing(command: &Command) -> anyhow::Result<Option<Outgoing>> {
             let mut salt = [0u8; rapport_protocol::SALT_LEN];
             rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut salt);
             let commitment = rapport_protocol::Digest32::commit(&salt, &data);
+            remember_share(dir, &commitment, file, &salt)?;
             let mut body = json!({
                 "content": content,
                 "categories": categories,
@@ -540,7 +555,7 @@ type Render = Box<dyn Fn(&Value) -> String>;
 
 async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::Result<()> {
     let client = Client::for_data_dir(dir)?;
-    let (value, text): (Value, Render) = if let Some(out) = outgoing(&command)? {
+    let (value, text): (Value, Render) = if let Some(out) = outgoing(dir, &command)? {
         let v = send(&client, out).await?;
         (
             v,

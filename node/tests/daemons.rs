@@ -176,6 +176,14 @@ fn a_relationship_walks_from_offer_to_closure_and_both_exports_verify() {
             "pd:Location",
         ],
     );
+    // The salt stays with the sender, so the commitment in the log can be opened later.
+    let kept: Vec<_> = std::fs::read_dir(v.dir.join("shares")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(kept.len(), 1);
+    let record: Value = serde_json::from_str(&std::fs::read_to_string(&kept[0]).unwrap()).unwrap();
+    let salt: [u8; rapport_protocol::SALT_LEN] =
+        hex::decode(record["salt"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let commitment = rapport_protocol::Digest32::commit(&salt, &std::fs::read(file).unwrap());
+    assert_eq!(kept[0].file_stem().unwrap().to_str().unwrap(), commitment.to_hex());
     act(
         v,
         &[
