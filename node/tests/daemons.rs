@@ -278,3 +278,29 @@ fn a_relationship_walks_from_offer_to_closure_and_both_exports_verify() {
     vendor.stop();
     customer.stop();
 }
+
+#[test]
+fn a_recipient_whose_address_the_sender_never_had_is_found_through_the_dht() {
+    let root = tempfile::tempdir().unwrap();
+    let mut hub = Daemon::init(root.path(), "hub");
+    let mut vendor = Daemon::init(root.path(), "vendor");
+    let mut customer = Daemon::init(root.path(), "customer");
+    for d in [&mut hub, &mut vendor, &mut customer] {
+        d.start();
+    }
+    // Vendor and customer know only the hub.
+    let hub_addr = hub.addr();
+    for d in [&vendor, &customer] {
+        json(&d.dir, &["connect", &hub_addr]);
+    }
+    wait_for("both at the hub", || (json(&hub.dir, &["peers"]).as_array().unwrap().len() == 2).then_some(()));
+    assert_eq!(json(&vendor.dir, &["peers"]).as_array().unwrap().len(), 1, "the vendor knows only the hub");
+
+    let sent = offer(&vendor, &customer.key(), "Found by key alone");
+    wait_for("the receipt", || (json(&vendor.dir, &["status"])["outbox"] == 0).then_some(()));
+    let rel = sent["relationship"].as_str().unwrap();
+    assert_eq!(customer.log_ids(rel), vendor.log_ids(rel));
+    for d in [&mut hub, &mut vendor, &mut customer] {
+        d.stop();
+    }
+}

@@ -38,6 +38,8 @@ pub const COMMAND_QUEUE: usize = 256;
 pub const MAX_VERIFYING: usize = 1024;
 /// Public offers and intents kept for `GET /v1/public`, at most.
 pub const MAX_PUBLIC: usize = 1000;
+/// A recipient that cannot be dialled is looked up in the DHT at most this often.
+pub const LOOKUP_INTERVAL: Duration = Duration::from_secs(10);
 /// How often the outbox looks for messages due.
 pub const OUTBOX_TICK: Duration = Duration::from_millis(200);
 
@@ -203,6 +205,8 @@ pub struct Engine {
     public: VecDeque<Message>,
     metrics: Arc<Metrics>,
     delivered_tx: Option<mpsc::Sender<MessageId>>,
+    /// When each unreachable recipient was last looked up in the DHT.
+    lookups: HashMap<PeerId, std::time::Instant>,
 }
 
 /// The gossip topics of the node's network.
@@ -285,6 +289,7 @@ impl Engine {
             public: VecDeque::new(),
             metrics,
             delivered_tx: None,
+            lookups: HashMap::new(),
         };
         engine.update_gauges();
         Ok((engine, Handle(tx)))
@@ -405,12 +410,7 @@ impl Engine {
             SwarmEvent::NewListenAddr { address, .. } => info!(%address, "listening"),
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                 debug!(%peer_id, address = %endpoint.get_remote_address(), "connected");
-                // Messages waiting for this peer go now rather than at their next backoff.
-                let waiting: Vec<MessageId> =
-                    self.outbox.values().filter(|e| e.peer == peer_id.to_string()).map(|e| e.id).collect();
-                for id in waiting {
-                    self.deliver(id);
-                }
+                self.deliver_waiting(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Messages(event)) => self.on_messages(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
@@ -434,6 +434,21 @@ impl Engine {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. })) => {
                 debug!(%peer, "routing table updated");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::GetClosestPeers(Ok(found)),
+                ..
+            })) => {
+                // A lookup for a recipient we could not dial: if the DHT knows where it is,
+                // its messages go now.
+                for info in found.peers {
+                    if self.lookups.contains_key(&info.peer_id) && !info.addrs.is_empty() {
+                        for address in info.addrs {
+                            self.swarm.add_peer_address(info.peer_id, address);
+                        }
+                        self.deliver_waiting(&info.peer_id);
+                    }
+                }
             }
             other => debug!(event = ?other, "swarm event"),
         }
@@ -459,6 +474,9 @@ impl Engine {
             request_response::Event::OutboundFailure { request_id, error, peer, .. } => {
                 if let Some(id) = self.in_flight.remove(&request_id) {
                     debug!(%id, %peer, %error, "delivery failed; will retry");
+                    if matches!(error, request_response::OutboundFailure::DialFailure) {
+                        self.look_up(peer);
+                    }
                     self.retry_later(id);
                 }
             }
@@ -613,6 +631,29 @@ impl Engine {
                 Vec::new()
             }
         }
+    }
+
+    /// Messages waiting for `peer` go now rather than at their next backoff.
+    fn deliver_waiting(&mut self, peer: &PeerId) {
+        let peer = peer.to_string();
+        let waiting: Vec<MessageId> = self.outbox.values().filter(|e| e.peer == peer).map(|e| e.id).collect();
+        for id in waiting {
+            self.deliver(id);
+        }
+    }
+
+    /// Asks the DHT where `peer` is, at most once per [`LOOKUP_INTERVAL`].
+    fn look_up(&mut self, peer: PeerId) {
+        let now = std::time::Instant::now();
+        if self.lookups.get(&peer).is_some_and(|at| now.duration_since(*at) < LOOKUP_INTERVAL) {
+            return;
+        }
+        // Only peers with waiting messages are looked up, so the map is bounded by the outbox.
+        let waiting: HashSet<String> = self.outbox.values().map(|e| e.peer.clone()).collect();
+        self.lookups.retain(|p, _| waiting.contains(&p.to_string()));
+        self.lookups.insert(peer, now);
+        debug!(%peer, "looking up an unreachable recipient in the DHT");
+        self.swarm.behaviour_mut().kad.get_closest_peers(peer);
     }
 
     fn update_gauges(&self) {
