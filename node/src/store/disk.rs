@@ -4,8 +4,6 @@ use std::path::Path;
 
 use rapport_protocol::{MessageId, RelationshipId};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional as _;
 
 use super::{Error, OutboxEntry, Store};
 
@@ -13,10 +11,10 @@ use super::{Error, OutboxEntry, Store};
 #[derive(Debug, Clone)]
 pub struct Disk {
     db: sled::Db,
-    /// Message id → envelope bytes.
+    /// Messages and their per-relationship index, in one tree so that both are written by
+    /// one atomic batch: `m` ‖ message id → envelope bytes; `i` ‖ relationship id (16 bytes) ‖
+    /// arrival counter (8 bytes, big-endian) → message id.
     messages: sled::Tree,
-    /// Relationship id (16 bytes) ‖ arrival counter (8 bytes, big-endian) → message id.
-    index: sled::Tree,
     /// Message id → [`Record`].
     outbox: sled::Tree,
     /// Peer id text → JSON list of multiaddrs.
@@ -37,6 +35,21 @@ fn backend(e: impl std::fmt::Display) -> Error {
     Error::Backend(e.to_string())
 }
 
+fn message_key(id: &MessageId) -> [u8; 33] {
+    let mut key = [0u8; 33];
+    key[0] = b'm';
+    key[1..].copy_from_slice(id.as_bytes());
+    key
+}
+
+fn index_key(rel: &RelationshipId, counter: u64) -> [u8; 25] {
+    let mut key = [0u8; 25];
+    key[0] = b'i';
+    key[1..17].copy_from_slice(rel.as_bytes());
+    key[17..].copy_from_slice(&counter.to_be_bytes());
+    key
+}
+
 fn corrupt(tree: &'static str, detail: impl std::fmt::Display) -> Error {
     Error::Corrupt { tree, detail: detail.to_string() }
 }
@@ -47,7 +60,6 @@ impl Disk {
         let db = sled::Config::new().path(path).open().map_err(backend)?;
         Ok(Disk {
             messages: db.open_tree("messages").map_err(backend)?,
-            index: db.open_tree("index").map_err(backend)?,
             outbox: db.open_tree("outbox").map_err(backend)?,
             peers: db.open_tree("peers").map_err(backend)?,
             db,
@@ -57,38 +69,42 @@ impl Disk {
 
 impl Store for Disk {
     fn put_message(&self, relationship: Option<RelationshipId>, id: MessageId, bytes: &[u8]) -> Result<bool, Error> {
-        // Both writes or neither: a message stored but missing from its relationship's index
-        // would be refused as a duplicate and never indexed.
-        let counter = self.db.generate_id().map_err(backend)?;
-        let result = (&self.messages, &self.index).transaction(|(messages, index)| {
-            if messages.get(id.as_bytes())?.is_some() {
-                return Ok(false);
-            }
-            messages.insert(id.as_bytes().as_slice(), bytes)?;
-            if let Some(rel) = relationship {
-                let mut key = [0u8; 24];
-                key[..16].copy_from_slice(rel.as_bytes());
-                key[16..].copy_from_slice(&counter.to_be_bytes());
-                index.insert(key.as_slice(), id.as_bytes().as_slice())?;
-            }
-            Ok::<_, ConflictableTransactionError<()>>(true)
-        });
-        match result {
-            Ok(inserted) => Ok(inserted),
-            Err(TransactionError::Storage(e)) => Err(backend(e)),
-            Err(TransactionError::Abort(())) => Err(Error::Backend("transaction aborted".into())),
+        let key = message_key(&id);
+        if self.messages.contains_key(key).map_err(backend)? {
+            return Ok(false);
         }
+        // Both records or neither: a message stored but missing from its relationship's index
+        // would be refused as a duplicate and never indexed. One batch on one tree is atomic,
+        // and cheaper than a transaction across two trees. The node writes from one task, so
+        // nothing can store the same id between the check and the batch.
+        let mut batch = sled::Batch::default();
+        batch.insert(key.as_slice(), bytes);
+        if let Some(rel) = relationship {
+            let counter = self.db.generate_id().map_err(backend)?;
+            batch.insert(index_key(&rel, counter).as_slice(), id.as_bytes().as_slice());
+        }
+        self.messages.apply_batch(batch).map_err(backend)?;
+        Ok(true)
     }
 
     fn message(&self, id: &MessageId) -> Result<Option<Vec<u8>>, Error> {
-        Ok(self.messages.get(id.as_bytes()).map_err(backend)?.map(|v| v.to_vec()))
+        Ok(self.messages.get(message_key(id)).map_err(backend)?.map(|v| v.to_vec()))
     }
 
     fn relationship(&self, relationship: &RelationshipId) -> Result<Vec<Vec<u8>>, Error> {
+        let mut prefix = [0u8; 17];
+        prefix[0] = b'i';
+        prefix[1..].copy_from_slice(relationship.as_bytes());
         let mut out = Vec::new();
-        for entry in self.index.scan_prefix(relationship.as_bytes()) {
+        for entry in self.messages.scan_prefix(prefix) {
             let (_, id) = entry.map_err(backend)?;
-            let bytes = self.messages.get(&id).map_err(backend)?.ok_or_else(|| corrupt("index", "dangling id"))?;
+            let id =
+                MessageId::from_slice(&id).ok_or_else(|| corrupt("messages", "index entry is not a message id"))?;
+            let bytes = self
+                .messages
+                .get(message_key(&id))
+                .map_err(backend)?
+                .ok_or_else(|| corrupt("messages", "dangling id"))?;
             out.push(bytes.to_vec());
         }
         Ok(out)
@@ -96,10 +112,12 @@ impl Store for Disk {
 
     fn relationships(&self) -> Result<Vec<RelationshipId>, Error> {
         let mut out: Vec<RelationshipId> = Vec::new();
-        for entry in self.index.iter() {
+        for entry in self.messages.scan_prefix(b"i") {
             let (key, _) = entry.map_err(backend)?;
-            let rel =
-                RelationshipId::from_slice(&key[..16.min(key.len())]).ok_or_else(|| corrupt("index", "short key"))?;
+            let rel = key
+                .get(1..17)
+                .and_then(RelationshipId::from_slice)
+                .ok_or_else(|| corrupt("messages", "short index key"))?;
             if out.last() != Some(&rel) {
                 out.push(rel);
             }
