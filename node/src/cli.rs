@@ -588,7 +588,10 @@ async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::
             Command::Id => {
                 (client.get("/v1/id").await?, Box::new(|v| format!("{}\n{}", s(v, "peer_id"), s(v, "key_id"))))
             }
-            Command::Peers => (client.get("/v1/peers").await?, Box::new(|v| lines(v, |p| s(p, "peer_id")))),
+            Command::Peers => (
+                client.get("/v1/peers").await?,
+                Box::new(|v| lines(v, |p| format!("{}  {}", s(p, "peer_id"), s(p, "address")))),
+            ),
             Command::Connect { multiaddr } => (
                 client.post("/v1/connect", &ConnectRequest { address: multiaddr }).await?,
                 Box::new(|v| format!("dialing {}", s(v, "dialing"))),

@@ -17,6 +17,10 @@ fn offer_is_delivered_with_a_receipt_and_both_sides_hold_the_same_record() {
     let root = tempfile::tempdir().unwrap();
     let (mut vendor, mut customer) = pair(root.path());
 
+    let peers = json(&vendor.dir, &["peers"]);
+    assert_eq!(peers[0]["address"], customer.addr(), "the address the vendor dialled: {peers}");
+    assert_eq!(peers[0]["peer_id"], json(&customer.dir, &["id"])["peer_id"]);
+
     let sent = offer(&vendor, &customer.key(), "Solar panel lease");
     let rel = sent["relationship"].as_str().unwrap().to_owned();
     wait_for("the receipt", || (json(&vendor.dir, &["status"])["outbox"] == 0).then_some(()));

@@ -113,7 +113,7 @@ pub struct Peer {
     /// Its peer id.
     pub peer_id: String,
     /// The address of its first connection.
-    pub address: Option<String>,
+    pub address: String,
 }
 
 /// A request to the loop, with its one-shot reply.
@@ -205,6 +205,8 @@ pub struct Engine {
     public: VecDeque<Message>,
     metrics: Arc<Metrics>,
     delivered_tx: Option<mpsc::Sender<MessageId>>,
+    /// The address of the first open connection to each connected peer.
+    connected: HashMap<PeerId, Multiaddr>,
     /// When each unreachable recipient was last looked up in the DHT.
     lookups: HashMap<PeerId, std::time::Instant>,
 }
@@ -290,6 +292,7 @@ impl Engine {
             metrics,
             delivered_tx: None,
             lookups: HashMap::new(),
+            connected: HashMap::new(),
         };
         engine.update_gauges();
         Ok((engine, Handle(tx)))
@@ -353,8 +356,11 @@ impl Engine {
                 let _ = reply.send(self.status());
             }
             Command::Peers(reply) => {
-                let peers =
-                    self.swarm.connected_peers().map(|p| Peer { peer_id: p.to_string(), address: None }).collect();
+                let peers = self
+                    .connected
+                    .iter()
+                    .map(|(p, a)| Peer { peer_id: p.to_string(), address: a.to_string() })
+                    .collect();
                 let _ = reply.send(peers);
             }
             Command::Connect(addr, reply) => {
@@ -410,7 +416,11 @@ impl Engine {
             SwarmEvent::NewListenAddr { address, .. } => info!(%address, "listening"),
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                 debug!(%peer_id, address = %endpoint.get_remote_address(), "connected");
+                self.connected.entry(peer_id).or_insert_with(|| endpoint.get_remote_address().clone());
                 self.deliver_waiting(&peer_id);
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.connected.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Messages(event)) => self.on_messages(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
