@@ -169,10 +169,31 @@ pub fn now() -> Timestamp {
 /// Where a message of ours sits: its relationship and `seq` (none for public messages).
 type Place = Option<(RelationshipId, u64)>;
 
+/// A write staged for the next group commit.
+enum Write {
+    /// A message, indexed under its relationship if it has one.
+    Message(Option<RelationshipId>, MessageId, Arc<[u8]>),
+    /// An outbox entry.
+    Outbox(OutboxEntry),
+}
+
+/// Applies staged writes in order.
+fn write_all(store: &dyn Store, writes: Vec<Write>) -> Result<(), crate::store::Error> {
+    for w in writes {
+        match w {
+            Write::Message(rel, id, bytes) => {
+                store.put_message(rel, id, &bytes)?;
+            }
+            Write::Outbox(entry) => store.outbox_put(&entry)?,
+        }
+    }
+    Ok(())
+}
+
 /// Work that waits for the next flush: nothing is promised before its writes are durable.
 enum Pending {
     /// A peer's message is stored; its receipt goes back on `channel` after the flush.
-    Receipt(ResponseChannel<Vec<u8>>, Vec<u8>),
+    Receipt(ResponseChannel<Vec<u8>>, Vec<u8>, Option<RelationshipId>),
     /// One of ours is stored with its outbox entry; after the flush it is sent and the caller
     /// told.
     Sent { entry: OutboxEntry, place: Place, submitted: Submitted, reply: oneshot::Sender<Result<Submitted, Error>> },
@@ -189,8 +210,9 @@ pub struct Engine {
     checked_tx: mpsc::Sender<Checked>,
     checked_rx: mpsc::Receiver<Checked>,
     verifying: Arc<Semaphore>,
-    /// Receipts for messages stored but not yet flushed.
+    /// Work waiting for the next group commit, and the writes it staged.
     unflushed: Vec<Pending>,
+    writes: Vec<Write>,
     /// Receipts waiting on the flush in progress.
     flushing: Option<Vec<Pending>>,
     flushed_tx: mpsc::Sender<Result<(), crate::store::Error>>,
@@ -280,6 +302,7 @@ impl Engine {
             checked_rx,
             verifying: Arc::new(Semaphore::new(MAX_VERIFYING)),
             unflushed: Vec::new(),
+            writes: Vec::new(),
             flushing: None,
             flushed_tx,
             flushed_rx,
@@ -340,7 +363,7 @@ impl Engine {
             }
         }
         // Work staged since: one last flush, then the answers it allows.
-        let last = self.store.flush();
+        let last = write_all(self.store.as_ref(), std::mem::take(&mut self.writes)).and_then(|()| self.store.flush());
         if let Err(e) = &last {
             warn!(error = %e, "final flush failed");
         }
@@ -541,10 +564,16 @@ impl Engine {
                         Ok(Some(receipt)) => {
                             self.metrics.received.inc();
                             self.update_gauges();
-                            self.unflushed.push(Pending::Receipt(channel, receipt));
+                            self.unflushed.push(Pending::Receipt(channel, receipt, m.header().relationship));
                             return;
                         }
-                        Ok(None) => self.receipt(&m),
+                        // Already held, but perhaps not yet durable: its receipt waits for the
+                        // next group commit like any other.
+                        Ok(None) => {
+                            let receipt = self.receipt(&m);
+                            self.unflushed.push(Pending::Receipt(channel, receipt, None));
+                            return;
+                        }
                         Err((code, detail)) => {
                             self.rejected(code);
                             self.problem(&peer, m.header().relationship, code, &detail, Some(m.id()))
@@ -580,23 +609,14 @@ impl Engine {
         }
         let rel = m.header().relationship;
         let receipt = self.sealed_receipt(m);
-        let stored = self.store.put_message(rel, m.id(), m.bytes()).and_then(|_| {
-            // Our own receipt belongs to the relationship's record too.
-            match &receipt {
-                Some(r) if rel.is_some() => {
-                    if let Err(e) = self.relationships.apply(r, now(), Policy::LIVE) {
-                        warn!(error = %e, "own receipt refused by the state machine");
-                    }
-                    self.store.put_message(rel, r.id(), r.bytes()).map(|_| ())
-                }
-                _ => Ok(()),
+        // Written by the next group commit, before the receipt goes out.
+        self.writes.push(Write::Message(rel, m.id(), m.bytes_arc()));
+        // Our own receipt belongs to the relationship's record too.
+        if let (Some(r), Some(_)) = (&receipt, rel) {
+            if let Err(e) = self.relationships.apply(r, now(), Policy::LIVE) {
+                warn!(error = %e, "own receipt refused by the state machine");
             }
-        });
-        if let Err(e) = stored {
-            if let Some(rel) = rel {
-                let _ = self.relationships.reload(self.store.as_ref(), &rel);
-            }
-            return Err((Code::Internal, format!("storage failed: {e}")));
+            self.writes.push(Write::Message(rel, r.id(), r.bytes_arc()));
         }
         Ok(Some(receipt.map(|r| r.bytes().to_vec()).unwrap_or_default()))
     }
@@ -681,13 +701,15 @@ impl Engine {
         }
     }
 
+    /// Writes what this batch staged and flushes, off the event loop.
     fn start_flush(&mut self) {
         let batch = std::mem::take(&mut self.unflushed);
+        let writes = std::mem::take(&mut self.writes);
         self.flushing = Some(batch);
         let store = self.store.clone();
         let tx = self.flushed_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let _ = tx.blocking_send(store.flush());
+            let _ = tx.blocking_send(write_all(store.as_ref(), writes).and_then(|()| store.flush()));
         });
     }
 
@@ -698,9 +720,14 @@ impl Engine {
         }
         for pending in batch {
             match (pending, &result) {
-                (Pending::Receipt(channel, receipt), Ok(())) => self.respond(channel, receipt),
-                // Nothing is promised for this message: its sender will try again.
-                (Pending::Receipt(..), Err(_)) => {}
+                (Pending::Receipt(channel, receipt, _), Ok(())) => self.respond(channel, receipt),
+                // Nothing is promised for this message: its sender will try again, and our view
+                // goes back to what the store holds.
+                (Pending::Receipt(_, _, rel), Err(_)) => {
+                    if let Some(rel) = rel {
+                        let _ = self.relationships.reload(self.store.as_ref(), &rel);
+                    }
+                }
                 (Pending::Sent { entry, place, submitted, reply }, Ok(())) => {
                     self.sent(entry, place);
                     let _ = reply.send(Ok(submitted));

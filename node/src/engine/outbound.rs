@@ -6,7 +6,7 @@ use rapport_protocol::relationship::Policy;
 use rapport_protocol::{Body, Code, Header, Message, MessageId, Payload, RelationshipId};
 use tracing::{debug, warn};
 
-use super::{now, outbox, refused, Draft, Engine, Error, Place, Submitted, MAX_PUBLIC};
+use super::{now, outbox, refused, Draft, Engine, Error, Place, Submitted, Write, MAX_PUBLIC};
 use crate::identity;
 use crate::network::codec::Request;
 use crate::store::OutboxEntry;
@@ -39,14 +39,9 @@ impl Engine {
         let rel = message.header().relationship;
         let entry =
             OutboxEntry { id: message.id(), peer: peer.to_string(), attempts: 0, next_attempt: at, queued_at: at };
-        let stored =
-            self.store.put_message(rel, message.id(), message.bytes()).and_then(|_| self.store.outbox_put(&entry));
-        if let Err(e) = stored {
-            if let Some(rel) = rel {
-                let _ = self.relationships.reload(self.store.as_ref(), &rel);
-            }
-            return Err(e.into());
-        }
+        // Written, with the outbox entry, by the next group commit.
+        self.writes.push(Write::Message(rel, message.id(), message.bytes_arc()));
+        self.writes.push(Write::Outbox(entry.clone()));
         let submitted = Submitted {
             id: message.id().to_hex(),
             relationship: rel.map(|r| r.to_hex()).unwrap_or_default(),
