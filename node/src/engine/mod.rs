@@ -28,7 +28,7 @@ use crate::identity::{self, Identity};
 use crate::metrics::{CodeLabel, Metrics};
 use crate::network::codec::Request;
 use crate::network::{self, Behaviour, BehaviourEvent};
-use crate::store::{OutboxEntry, Store};
+use crate::store::{OutboxEntry, Store, Write};
 pub use relationships::{Relationships, Summary};
 
 /// Commands waiting for the loop, at most.
@@ -168,27 +168,6 @@ pub fn now() -> Timestamp {
 
 /// Where a message of ours sits: its relationship and `seq` (none for public messages).
 type Place = Option<(RelationshipId, u64)>;
-
-/// A write staged for the next group commit.
-enum Write {
-    /// A message, indexed under its relationship if it has one.
-    Message(Option<RelationshipId>, MessageId, Arc<[u8]>),
-    /// An outbox entry.
-    Outbox(OutboxEntry),
-}
-
-/// Applies staged writes in order.
-fn write_all(store: &dyn Store, writes: Vec<Write>) -> Result<(), crate::store::Error> {
-    for w in writes {
-        match w {
-            Write::Message(rel, id, bytes) => {
-                store.put_message(rel, id, &bytes)?;
-            }
-            Write::Outbox(entry) => store.outbox_put(&entry)?,
-        }
-    }
-    Ok(())
-}
 
 /// Work that waits for the next flush: nothing is promised before its writes are durable.
 enum Pending {
@@ -363,7 +342,7 @@ impl Engine {
             }
         }
         // Work staged since: one last flush, then the answers it allows.
-        let last = write_all(self.store.as_ref(), std::mem::take(&mut self.writes)).and_then(|()| self.store.flush());
+        let last = self.store.write_all(&std::mem::take(&mut self.writes)).and_then(|()| self.store.flush());
         if let Err(e) = &last {
             warn!(error = %e, "final flush failed");
         }
@@ -610,13 +589,13 @@ impl Engine {
         let rel = m.header().relationship;
         let receipt = self.sealed_receipt(m);
         // Written by the next group commit, before the receipt goes out.
-        self.writes.push(Write::Message(rel, m.id(), m.bytes_arc()));
+        self.writes.push(Write::Message { relationship: rel, id: m.id(), bytes: m.bytes_arc() });
         // Our own receipt belongs to the relationship's record too.
         if let (Some(r), Some(_)) = (&receipt, rel) {
             if let Err(e) = self.relationships.apply(r, now(), Policy::LIVE) {
                 warn!(error = %e, "own receipt refused by the state machine");
             }
-            self.writes.push(Write::Message(rel, r.id(), r.bytes_arc()));
+            self.writes.push(Write::Message { relationship: rel, id: r.id(), bytes: r.bytes_arc() });
         }
         Ok(Some(receipt.map(|r| r.bytes().to_vec()).unwrap_or_default()))
     }
@@ -709,7 +688,7 @@ impl Engine {
         let store = self.store.clone();
         let tx = self.flushed_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let _ = tx.blocking_send(write_all(store.as_ref(), writes).and_then(|()| store.flush()));
+            let _ = tx.blocking_send(store.write_all(&writes).and_then(|()| store.flush()));
         });
     }
 

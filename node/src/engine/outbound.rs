@@ -6,10 +6,10 @@ use rapport_protocol::relationship::Policy;
 use rapport_protocol::{Body, Code, Header, Message, MessageId, Payload, RelationshipId};
 use tracing::{debug, warn};
 
-use super::{now, outbox, refused, Draft, Engine, Error, Place, Submitted, Write, MAX_PUBLIC};
+use super::{now, outbox, refused, Draft, Engine, Error, Place, Submitted, MAX_PUBLIC};
 use crate::identity;
 use crate::network::codec::Request;
-use crate::store::OutboxEntry;
+use crate::store::{OutboxEntry, Write};
 
 impl Engine {
     /// Signs `draft`, applies it to our own view of the relationship, stores it with its
@@ -40,7 +40,7 @@ impl Engine {
         let entry =
             OutboxEntry { id: message.id(), peer: peer.to_string(), attempts: 0, next_attempt: at, queued_at: at };
         // Written, with the outbox entry, by the next group commit.
-        self.writes.push(Write::Message(rel, message.id(), message.bytes_arc()));
+        self.writes.push(Write::Message { relationship: rel, id: message.id(), bytes: message.bytes_arc() });
         self.writes.push(Write::Outbox(entry.clone()));
         let submitted = Submitted {
             id: message.id().to_hex(),

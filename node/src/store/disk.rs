@@ -1,22 +1,22 @@
 //! The on-disk [`Store`]: sled, one tree per collection.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use rapport_protocol::{MessageId, RelationshipId};
 use serde::{Deserialize, Serialize};
 
-use super::{Error, OutboxEntry, Store};
+use super::{Error, OutboxEntry, Store, Write};
 
 /// A [`Store`] in a sled database.
 #[derive(Debug, Clone)]
 pub struct Disk {
     db: sled::Db,
-    /// Messages and their per-relationship index, in one tree so that both are written by
-    /// one atomic batch: `m` ‖ message id → envelope bytes; `i` ‖ relationship id (16 bytes) ‖
-    /// arrival counter (8 bytes, big-endian) → message id.
+    /// Messages, their per-relationship index and the outbox, in one tree so that a group
+    /// commit is one atomic batch: `m` ‖ message id → envelope bytes; `i` ‖ relationship id
+    /// (16 bytes) ‖ arrival counter (8 bytes, big-endian) → message id; `o` ‖ message id →
+    /// outbox [`Record`].
     messages: sled::Tree,
-    /// Message id → [`Record`].
-    outbox: sled::Tree,
     /// Peer id text → JSON list of multiaddrs.
     peers: sled::Tree,
 }
@@ -60,31 +60,78 @@ impl Disk {
         let db = sled::Config::new().path(path).open().map_err(backend)?;
         Ok(Disk {
             messages: db.open_tree("messages").map_err(backend)?,
-            outbox: db.open_tree("outbox").map_err(backend)?,
             peers: db.open_tree("peers").map_err(backend)?,
             db,
         })
     }
 }
 
-impl Store for Disk {
-    fn put_message(&self, relationship: Option<RelationshipId>, id: MessageId, bytes: &[u8]) -> Result<bool, Error> {
+impl Disk {
+    /// Adds message `id` (and its index entry) to `batch`, unless it is stored already or
+    /// already in this batch. Both records go in one batch, so a message is never stored
+    /// without its index entry; the node writes from one task, so nothing can store the same
+    /// id between the check and the batch.
+    fn stage_message(
+        &self,
+        batch: &mut sled::Batch,
+        staged: &mut HashSet<MessageId>,
+        relationship: Option<RelationshipId>,
+        id: MessageId,
+        bytes: &[u8],
+    ) -> Result<bool, Error> {
         let key = message_key(&id);
-        if self.messages.contains_key(key).map_err(backend)? {
+        if staged.contains(&id) || self.messages.contains_key(key).map_err(backend)? {
             return Ok(false);
         }
-        // Both records or neither: a message stored but missing from its relationship's index
-        // would be refused as a duplicate and never indexed. One batch on one tree is atomic,
-        // and cheaper than a transaction across two trees. The node writes from one task, so
-        // nothing can store the same id between the check and the batch.
-        let mut batch = sled::Batch::default();
+        staged.insert(id);
         batch.insert(key.as_slice(), bytes);
         if let Some(rel) = relationship {
             let counter = self.db.generate_id().map_err(backend)?;
             batch.insert(index_key(&rel, counter).as_slice(), id.as_bytes().as_slice());
         }
-        self.messages.apply_batch(batch).map_err(backend)?;
         Ok(true)
+    }
+}
+
+fn record(entry: &OutboxEntry) -> Result<Vec<u8>, Error> {
+    let record = Record {
+        id: entry.id.to_hex(),
+        peer: entry.peer.clone(),
+        attempts: entry.attempts,
+        next_attempt: entry.next_attempt,
+        queued_at: entry.queued_at,
+    };
+    serde_json::to_vec(&record).map_err(backend)
+}
+
+fn outbox_key(id: &MessageId) -> [u8; 33] {
+    let mut key = [0u8; 33];
+    key[0] = b'o';
+    key[1..].copy_from_slice(id.as_bytes());
+    key
+}
+
+impl Store for Disk {
+    fn put_message(&self, relationship: Option<RelationshipId>, id: MessageId, bytes: &[u8]) -> Result<bool, Error> {
+        let mut batch = sled::Batch::default();
+        let added = self.stage_message(&mut batch, &mut HashSet::new(), relationship, id, bytes)?;
+        self.messages.apply_batch(batch).map_err(backend)?;
+        Ok(added)
+    }
+
+    fn write_all(&self, writes: &[Write]) -> Result<(), Error> {
+        let mut batch = sled::Batch::default();
+        let mut staged = HashSet::new();
+        for w in writes {
+            match w {
+                Write::Message { relationship, id, bytes } => {
+                    self.stage_message(&mut batch, &mut staged, *relationship, *id, bytes)?;
+                }
+                Write::Outbox(entry) => batch.insert(outbox_key(&entry.id).as_slice(), record(entry)?),
+            }
+        }
+        self.messages.apply_batch(batch).map_err(backend)?;
+        Ok(())
     }
 
     fn message(&self, id: &MessageId) -> Result<Option<Vec<u8>>, Error> {
@@ -126,25 +173,17 @@ impl Store for Disk {
     }
 
     fn outbox_put(&self, entry: &OutboxEntry) -> Result<(), Error> {
-        let record = Record {
-            id: entry.id.to_hex(),
-            peer: entry.peer.clone(),
-            attempts: entry.attempts,
-            next_attempt: entry.next_attempt,
-            queued_at: entry.queued_at,
-        };
-        let value = serde_json::to_vec(&record).map_err(backend)?;
-        self.outbox.insert(entry.id.as_bytes(), value).map_err(backend)?;
+        self.messages.insert(outbox_key(&entry.id), record(entry)?).map_err(backend)?;
         Ok(())
     }
 
     fn outbox_remove(&self, id: &MessageId) -> Result<bool, Error> {
-        Ok(self.outbox.remove(id.as_bytes()).map_err(backend)?.is_some())
+        Ok(self.messages.remove(outbox_key(id)).map_err(backend)?.is_some())
     }
 
     fn outbox(&self) -> Result<Vec<OutboxEntry>, Error> {
         let mut out = Vec::new();
-        for entry in self.outbox.iter() {
+        for entry in self.messages.scan_prefix(b"o") {
             let (_, value) = entry.map_err(backend)?;
             let r: Record = serde_json::from_slice(&value).map_err(|e| corrupt("outbox", e))?;
             let id = MessageId::from_hex(&r.id).ok_or_else(|| corrupt("outbox", "bad message id"))?;

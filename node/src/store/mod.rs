@@ -49,6 +49,22 @@ pub struct OutboxEntry {
     pub queued_at: Timestamp,
 }
 
+/// One write of a group commit.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// [`Store::put_message`].
+    Message {
+        /// The relationship to index it under, if any.
+        relationship: Option<RelationshipId>,
+        /// Its id.
+        id: MessageId,
+        /// The envelope.
+        bytes: std::sync::Arc<[u8]>,
+    },
+    /// [`Store::outbox_put`].
+    Outbox(OutboxEntry),
+}
+
 /// Storage for one node. Implementations are shared between the event loop and the API, so
 /// every method takes `&self`.
 pub trait Store: Send + Sync + 'static {
@@ -73,6 +89,20 @@ pub trait Store: Send + Sync + 'static {
     fn peers(&self) -> Result<Vec<(String, Vec<String>)>, Error>;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), Error>;
+
+    /// Applies `writes` in order, all or none where the backend can: the node calls this once
+    /// per group commit, then [`Store::flush`].
+    fn write_all(&self, writes: &[Write]) -> Result<(), Error> {
+        for w in writes {
+            match w {
+                Write::Message { relationship, id, bytes } => {
+                    self.put_message(*relationship, *id, bytes)?;
+                }
+                Write::Outbox(entry) => self.outbox_put(entry)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -46,6 +46,12 @@ fn suite(store: &dyn Store) {
     store.peer_put("a", &["/ip4/127.0.0.1/tcp/1".into()]).unwrap();
     store.peer_put("a", &["/ip4/127.0.0.1/tcp/2".into()]).unwrap();
     assert_eq!(store.peers().unwrap(), vec![("a".to_string(), vec!["/ip4/127.0.0.1/tcp/2".to_string()])]);
+    // A group commit: in order, a repeat within the batch or of a stored message ignored.
+    let w = |n: u8| Write::Message { relationship: Some(rel(5)), id: id(n), bytes: vec![n].into() };
+    store.write_all(&[w(20), w(21), w(20), w(3), Write::Outbox(entry(20, 0))]).unwrap();
+    assert_eq!(store.relationship(&rel(5)).unwrap(), vec![vec![20], vec![21]]);
+    assert_eq!(store.message(&id(3)).unwrap().as_deref(), Some(b"third".as_slice()), "not overwritten");
+    assert!(store.outbox().unwrap().contains(&entry(20, 0)));
     store.flush().unwrap();
 }
 
