@@ -11,7 +11,7 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 
-use crate::network::codec::{Codec, Request};
+use crate::network::codec::{Codec, Envelope, Request};
 use crate::network::{MAX_CONCURRENT_STREAMS, REQUEST_TIMEOUT};
 
 /// Why the probe failed.
@@ -46,7 +46,8 @@ impl Probe {
             .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
             .map_err(|e| Error::Transport(e.to_string()))?
             .with_behaviour(|_| {
-                request_response::Behaviour::new(
+                request_response::Behaviour::with_codec(
+                    Codec::raw(),
                     [(protocol, ProtocolSupport::Outbound)],
                     request_response::Config::default()
                         .with_request_timeout(REQUEST_TIMEOUT)
@@ -87,14 +88,14 @@ impl Probe {
         while done < total {
             while pending.len() < in_flight.max(1) {
                 let Some((i, frame)) = next.next() else { break };
-                let id = self.swarm.behaviour_mut().send_request(&peer, Request::Envelope(frame));
+                let id = self.swarm.behaviour_mut().send_request(&peer, Request::Envelope(Envelope::Raw(frame)));
                 pending.insert(id, i);
             }
             let (id, answer) = match self.swarm.select_next_some().await {
                 SwarmEvent::Behaviour(request_response::Event::Message {
                     message: request_response::Message::Response { request_id, response },
                     ..
-                }) => (request_id, Ok(response)),
+                }) => (request_id, Ok(response.into_bytes())),
                 SwarmEvent::Behaviour(request_response::Event::OutboundFailure { request_id, error, .. }) => {
                     (request_id, Err(Error::NoAnswer(error.to_string())))
                 }
@@ -116,7 +117,7 @@ impl Probe {
                 SwarmEvent::Behaviour(request_response::Event::Message {
                     message: request_response::Message::Response { request_id, response },
                     ..
-                }) if request_id == id => return Ok(response),
+                }) if request_id == id => return Ok(response.into_bytes()),
                 SwarmEvent::Behaviour(request_response::Event::OutboundFailure { request_id, error, .. })
                     if request_id == id =>
                 {

@@ -97,7 +97,8 @@ impl Behaviour {
             .with_max_established(Some(config.max_connections))
             .with_max_established_per_peer(Some(config.max_connections_per_peer))
             .with_max_pending_incoming(Some(MAX_PENDING_INCOMING));
-        let messages = request_response::Behaviour::new(
+        let messages = request_response::Behaviour::with_codec(
+            codec::Codec::opening(),
             [(protocol(net.message_protocol())?, request_response::ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(REQUEST_TIMEOUT)
