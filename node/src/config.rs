@@ -15,8 +15,31 @@ pub const KEY_FILE: &str = "key";
 pub const TOKEN_FILE: &str = "api-token";
 /// Name of the file the running daemon writes with its API address.
 pub const API_FILE: &str = "api";
-/// Name of the database directory.
+/// Name of the sled database directory (`store = "sled"`).
 pub const DB_DIR: &str = "db";
+/// Name of the log store's directory (`store = "log"`, the default).
+pub const LOG_DIR: &str = "log";
+
+/// Which storage backend holds the node's records (spec/node.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// One append-only file, indexed in memory: one write and one `fdatasync` per group
+    /// commit. The default.
+    Log,
+    /// A sled database.
+    Sled,
+}
+
+impl StoreKind {
+    /// The backend's directory inside the data directory.
+    pub fn dir(self) -> &'static str {
+        match self {
+            StoreKind::Log => LOG_DIR,
+            StoreKind::Sled => DB_DIR,
+        }
+    }
+}
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +93,8 @@ pub struct Layer {
     pub max_connections_per_peer: Option<u32>,
     /// Refuse new connections once the process uses this share of the machine's memory.
     pub max_memory_fraction: Option<f64>,
+    /// Storage backend.
+    pub store: Option<StoreKind>,
 }
 
 impl Layer {
@@ -84,6 +109,7 @@ impl Layer {
             max_connections: self.max_connections.or(lower.max_connections),
             max_connections_per_peer: self.max_connections_per_peer.or(lower.max_connections_per_peer),
             max_memory_fraction: self.max_memory_fraction.or(lower.max_memory_fraction),
+            store: self.store.or(lower.store),
         }
     }
 
@@ -163,6 +189,8 @@ pub struct Config {
     pub max_connections_per_peer: u32,
     /// Memory share above which new connections are refused.
     pub max_memory_fraction: f64,
+    /// Storage backend.
+    pub store: StoreKind,
 }
 
 /// The defaults, the lowest layer.
@@ -176,6 +204,7 @@ pub fn defaults() -> Layer {
         max_connections: Some(512),
         max_connections_per_peer: Some(4),
         max_memory_fraction: Some(0.8),
+        store: Some(StoreKind::Log),
     }
 }
 
@@ -204,6 +233,7 @@ impl Config {
             max_connections: l.max_connections.unwrap_or(512),
             max_connections_per_peer: l.max_connections_per_peer.unwrap_or(4),
             max_memory_fraction: fraction,
+            store: l.store.unwrap_or(StoreKind::Log),
         })
     }
 }
@@ -219,7 +249,8 @@ pub fn initial_file(network: &str) -> String {
          # mdns = true\n\
          # max_connections = 512\n\
          # max_connections_per_peer = 4\n\
-         # max_memory_fraction = 0.8\n"
+         # max_memory_fraction = 0.8\n\
+         # store = \"log\"\n"
     )
 }
 

@@ -11,11 +11,11 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tracing::info;
 
-use crate::config::{Config, API_FILE, DB_DIR};
+use crate::config::{Config, StoreKind, API_FILE};
 use crate::engine::{self, Engine};
 use crate::identity;
 use crate::metrics::Metrics;
-use crate::store::{Disk, Store};
+use crate::store::{Disk, Log, Store};
 use crate::{api, network};
 
 /// Removes the `api` file when the daemon stops, however it stops.
@@ -31,13 +31,37 @@ fn addrs(list: &[String], what: &str) -> anyhow::Result<Vec<Multiaddr>> {
     list.iter().map(|a| a.parse().map_err(|e| anyhow::anyhow!("bad {what} address {a:?}: {e}"))).collect()
 }
 
+/// Opens the configured backend. A data directory that holds only the other backend's records
+/// is refused, rather than started empty beside them.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let kind = config.store;
+    let other = match kind {
+        StoreKind::Log => StoreKind::Sled,
+        StoreKind::Sled => StoreKind::Log,
+    };
+    let (dir, other_dir) = (config.data_dir.join(kind.dir()), config.data_dir.join(other.dir()));
+    if !dir.exists() && other_dir.exists() {
+        anyhow::bail!(
+            "{} holds a {other:?} store ({}), but the configuration says store = {:?}; set store = {:?} in config.toml",
+            config.data_dir.display(),
+            other_dir.display(),
+            format!("{kind:?}").to_lowercase(),
+            format!("{other:?}").to_lowercase(),
+        );
+    }
+    Ok(match kind {
+        StoreKind::Log => Arc::new(Log::open(&dir)?),
+        StoreKind::Sled => Arc::new(Disk::open(&dir)?),
+    })
+}
+
 /// Runs the node of `config` until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let identity = identity::load(&config.data_dir)?;
     let token = identity::load_token(&config.data_dir)?;
     let listen = addrs(&config.listen, "listen")?;
     let bootstrap = addrs(&config.bootstrap, "bootstrap")?;
-    let store: Arc<dyn Store> = Arc::new(Disk::open(&config.data_dir.join(DB_DIR))?);
+    let store = open_store(&config)?;
     let mut registry = Registry::default();
     let mut swarm = network::swarm(identity.keypair.clone(), &config, &mut registry)?;
     let metrics = Arc::new(Metrics::new(&mut registry));
@@ -80,5 +104,25 @@ pub async fn signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Layer;
+
+    #[test]
+    fn a_data_dir_of_the_other_backend_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sled = Layer { store: Some(StoreKind::Sled), ..Layer::default() };
+        let config = Config::load(dir.path(), sled.clone()).unwrap();
+        drop(open_store(&config).unwrap());
+        let log = Config::load(dir.path(), Layer::default()).unwrap();
+        assert_eq!(log.store, StoreKind::Log, "the default");
+        let err = open_store(&log).err().expect("a sled data dir opened as a log store").to_string();
+        assert!(err.contains("set store = \"sled\""), "{err}");
+        assert!(!dir.path().join("log").exists(), "nothing created beside the sled store");
+        drop(open_store(&config).unwrap());
     }
 }

@@ -128,6 +128,7 @@ impl Store for Disk {
                     self.stage_message(&mut batch, &mut staged, *relationship, *id, bytes)?;
                 }
                 Write::Outbox(entry) => batch.insert(outbox_key(&entry.id).as_slice(), record(entry)?),
+                Write::Delivered(id) => batch.remove(outbox_key(id).as_slice()),
             }
         }
         self.messages.apply_batch(batch).map_err(backend)?;

@@ -9,9 +9,11 @@
 //! (group commit) and sends their receipts only after that flush.
 
 mod disk;
+mod log;
 mod memory;
 
 pub use disk::Disk;
+pub use log::Log;
 pub use memory::Memory;
 
 use rapport_protocol::{MessageId, RelationshipId, Timestamp};
@@ -63,6 +65,8 @@ pub enum Write {
     },
     /// [`Store::outbox_put`].
     Outbox(OutboxEntry),
+    /// [`Store::outbox_remove`]: the message was delivered.
+    Delivered(MessageId),
 }
 
 /// Storage for one node. Implementations are shared between the event loop and the API, so
@@ -99,6 +103,9 @@ pub trait Store: Send + Sync + 'static {
                     self.put_message(*relationship, *id, bytes)?;
                 }
                 Write::Outbox(entry) => self.outbox_put(entry)?,
+                Write::Delivered(id) => {
+                    self.outbox_remove(id)?;
+                }
             }
         }
         Ok(())

@@ -1,5 +1,6 @@
-//! One suite, run against both stores, so that the in-memory store used by tests behaves as
-//! the disk store does.
+//! One suite, run against every store, so that the in-memory store used by tests behaves as
+//! the disk stores do; then what only the log store does: reopening, cutting off a torn last
+//! write, and refusing damage it cannot explain.
 
 use rapport_protocol::{MessageId, RelationshipId};
 
@@ -52,12 +53,105 @@ fn suite(store: &dyn Store) {
     assert_eq!(store.relationship(&rel(5)).unwrap(), vec![vec![20], vec![21]]);
     assert_eq!(store.message(&id(3)).unwrap().as_deref(), Some(b"third".as_slice()), "not overwritten");
     assert!(store.outbox().unwrap().contains(&entry(20, 0)));
+    store.write_all(&[Write::Outbox(entry(21, 0)), Write::Delivered(id(20))]).unwrap();
+    assert!(!store.outbox().unwrap().contains(&entry(20, 0)), "delivered in a group commit");
+    assert!(store.outbox().unwrap().contains(&entry(21, 0)));
     store.flush().unwrap();
 }
 
 #[test]
 fn memory_store() {
     suite(&Memory::new());
+}
+
+#[test]
+fn log_store() {
+    let dir = tempfile::tempdir().unwrap();
+    suite(&Log::open(dir.path()).unwrap());
+}
+
+/// Writes one of everything, closes, reopens, and checks that all of it came back.
+fn reopened(dir: &std::path::Path) -> Log {
+    {
+        let store = Log::open(dir).unwrap();
+        store.put_message(Some(rel(1)), id(1), b"one").unwrap();
+        store
+            .write_all(&[
+                Write::Message { relationship: Some(rel(1)), id: id(2), bytes: b"two".as_slice().into() },
+                Write::Outbox(entry(2, 1)),
+                Write::Outbox(entry(3, 0)),
+                Write::Delivered(id(3)),
+            ])
+            .unwrap();
+        store.peer_put("p", &["/ip4/127.0.0.1/tcp/9".into()]).unwrap();
+        store.flush().unwrap();
+    }
+    Log::open(dir).unwrap()
+}
+
+#[test]
+fn log_store_keeps_everything_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = reopened(dir.path());
+    assert_eq!(store.relationship(&rel(1)).unwrap(), vec![b"one".to_vec(), b"two".to_vec()]);
+    assert_eq!(store.outbox().unwrap(), vec![entry(2, 1)]);
+    assert_eq!(store.peers().unwrap(), vec![("p".to_string(), vec!["/ip4/127.0.0.1/tcp/9".to_string()])]);
+    assert!(!store.put_message(Some(rel(1)), id(1), b"again").unwrap(), "still known after reopen");
+    store.put_message(Some(rel(1)), id(0), b"three").unwrap();
+    assert_eq!(store.relationship(&rel(1)).unwrap().last().map(Vec::as_slice), Some(b"three".as_slice()));
+}
+
+#[test]
+fn log_store_cuts_off_a_torn_last_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = reopened(dir.path()).path().to_path_buf();
+    let whole = std::fs::read(&path).unwrap();
+    // A last group commit cut short at every length: the frame's head alone, part of its body,
+    // all but its last byte; and a tail of zeros (an extended file whose data never arrived).
+    let frame = {
+        let scratch = tempfile::tempdir().unwrap();
+        let store = Log::open(scratch.path()).unwrap();
+        let before = std::fs::metadata(store.path()).unwrap().len() as usize;
+        store.put_message(Some(rel(1)), id(7), &[7; 100]).unwrap();
+        std::fs::read(store.path()).unwrap()[before..].to_vec()
+    };
+    for cut in [1, 4, 8, 9, 60, frame.len() - 1] {
+        let mut torn = whole.clone();
+        torn.extend_from_slice(&frame[..cut]);
+        std::fs::write(&path, &torn).unwrap();
+        let store = Log::open(dir.path()).unwrap();
+        assert_eq!(store.relationship(&rel(1)).unwrap().len(), 2, "cut at {cut}");
+        assert_eq!(std::fs::read(&path).unwrap(), whole, "the torn bytes are removed (cut at {cut})");
+        // And the log goes on from there.
+        assert!(store.put_message(Some(rel(1)), id(7), &[7; 100]).unwrap());
+    }
+    let mut zeros = whole.clone();
+    zeros.extend_from_slice(&[0; 4096]);
+    std::fs::write(&path, &zeros).unwrap();
+    assert_eq!(Log::open(dir.path()).unwrap().relationship(&rel(1)).unwrap().len(), 2);
+}
+
+#[test]
+fn log_store_refuses_damage_it_cannot_explain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = reopened(dir.path()).path().to_path_buf();
+    let whole = std::fs::read(&path).unwrap();
+    // A flipped bit in the first frame, with whole frames after it: acknowledged records would
+    // be lost, so the store does not open, and the file is left as it was.
+    let mut damaged = whole.clone();
+    damaged[16 + 8 + 40] ^= 1;
+    std::fs::write(&path, &damaged).unwrap();
+    let err = Log::open(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("damaged frame at offset 16"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), damaged, "nothing cut");
+    // Another format version, or another file altogether.
+    let mut version = whole.clone();
+    version[12] = 2;
+    std::fs::write(&path, &version).unwrap();
+    assert!(Log::open(dir.path()).unwrap_err().to_string().contains("version 2"));
+    std::fs::write(&path, b"not a log at all").unwrap();
+    assert!(Log::open(dir.path()).unwrap_err().to_string().contains("bad magic"));
 }
 
 #[test]

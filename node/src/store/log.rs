@@ -1,0 +1,460 @@
+//! The default on-disk [`Store`]: one append-only file of checksummed frames, indexed in
+//! memory (spec/node.md §4).
+//!
+//! Rapport's records suit a log: signed messages never change once stored, the outbox and the
+//! peer list are small, and every group commit is a run of appends. So a group commit is one
+//! `write` of one frame and one `fdatasync`, with no tree to rebalance and no background
+//! writer competing for the disk; reads are one positioned read of the file.
+//!
+//! ```text
+//! file   = magic "rapport-log" 0x00, version u32 (little-endian), frame*
+//! frame  = length u32, crc32 u32 (IEEE, of the body), body   (length = body's, at least 1)
+//! body   = record+                                            (one group commit, all or none)
+//! record = 0x01 message    flags u8 (bit 0: indexed), [relationship 16], id 32, length u32, bytes
+//!        | 0x02 outbox     id 32, attempts u32, next_attempt u64, queued_at u64, peer (length u16, utf-8)
+//!        | 0x03 delivered  id 32                              (the outbox entry is removed)
+//!        | 0x04 peer       peer (length u16, utf-8), count u16, count × address (length u16, utf-8)
+//! ```
+//!
+//! All integers are little-endian. At open the file is read from the start and the index
+//! rebuilt. A torn last frame, left by a crash in the middle of a write, is cut off (it was
+//! never flushed, so nothing it held was promised). A damaged frame anywhere else stops the
+//! open with [`Error::Corrupt`]: the node refuses to start rather than drop records it
+//! acknowledged.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read as _, Write as _};
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rapport_protocol::{MessageId, RelationshipId};
+use tracing::warn;
+
+use super::{Error, OutboxEntry, Store, Write};
+
+/// The file's first bytes.
+pub(crate) const MAGIC: &[u8; 12] = b"rapport-log\0";
+/// The format version this code writes and reads.
+pub(crate) const VERSION: u32 = 1;
+const HEADER_LEN: u64 = 16;
+const FRAME_HEAD: usize = 8;
+/// The file inside the store's directory.
+pub(crate) const FILE: &str = "records";
+
+const MESSAGE: u8 = 1;
+const OUTBOX: u8 = 2;
+const DELIVERED: u8 = 3;
+const PEER: u8 = 4;
+
+/// Where a message's bytes lie in the file.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    offset: u64,
+    len: u32,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    messages: HashMap<MessageId, Span>,
+    relationships: BTreeMap<RelationshipId, Vec<MessageId>>,
+    outbox: BTreeMap<MessageId, OutboxEntry>,
+    peers: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    file: Arc<File>,
+    /// Where the next frame goes: the end of the last whole frame.
+    end: u64,
+    index: Index,
+}
+
+/// A [`Store`] in one append-only file.
+#[derive(Debug)]
+pub struct Log {
+    path: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+fn backend(e: impl std::fmt::Display) -> Error {
+    Error::Backend(e.to_string())
+}
+
+fn corrupt(detail: impl std::fmt::Display) -> Error {
+    Error::Corrupt { tree: "log", detail: detail.to_string() }
+}
+
+/// A record of a frame being built, or read back.
+enum Record {
+    Message { relationship: Option<RelationshipId>, id: MessageId, bytes_at: usize, len: u32 },
+    Outbox(OutboxEntry),
+    Delivered(MessageId),
+    Peer(String, Vec<String>),
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), Error> {
+    let len = u16::try_from(s.len()).map_err(|_| Error::Backend(format!("string of {} bytes is too long", s.len())))?;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+fn encode_message(out: &mut Vec<u8>, relationship: Option<RelationshipId>, id: &MessageId, bytes: &[u8]) -> usize {
+    out.push(MESSAGE);
+    out.push(u8::from(relationship.is_some()));
+    if let Some(rel) = relationship {
+        out.extend_from_slice(rel.as_bytes());
+    }
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    let at = out.len();
+    out.extend_from_slice(bytes);
+    at
+}
+
+fn encode_outbox(out: &mut Vec<u8>, e: &OutboxEntry) -> Result<(), Error> {
+    out.push(OUTBOX);
+    out.extend_from_slice(e.id.as_bytes());
+    out.extend_from_slice(&e.attempts.to_le_bytes());
+    out.extend_from_slice(&e.next_attempt.to_le_bytes());
+    out.extend_from_slice(&e.queued_at.to_le_bytes());
+    put_str(out, &e.peer)
+}
+
+fn encode_delivered(out: &mut Vec<u8>, id: &MessageId) {
+    out.push(DELIVERED);
+    out.extend_from_slice(id.as_bytes());
+}
+
+fn encode_peer(out: &mut Vec<u8>, peer: &str, addresses: &[String]) -> Result<(), Error> {
+    out.push(PEER);
+    put_str(out, peer)?;
+    let count = u16::try_from(addresses.len()).map_err(|_| Error::Backend("too many addresses".into()))?;
+    out.extend_from_slice(&count.to_le_bytes());
+    for a in addresses {
+        put_str(out, a)?;
+    }
+    Ok(())
+}
+
+/// Reads a frame body's records.
+struct Reader<'a> {
+    body: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.body.len()).ok_or_else(|| corrupt("short record"))?;
+        let out = &self.body[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Error> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn string(&mut self) -> Result<String, Error> {
+        let len = u16::from_le_bytes(self.array()?);
+        let bytes = self.take(usize::from(len))?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| corrupt("string is not utf-8"))
+    }
+
+    fn record(&mut self) -> Result<Record, Error> {
+        let [tag] = self.array()?;
+        Ok(match tag {
+            MESSAGE => {
+                let [flags] = self.array()?;
+                let relationship = if flags & 1 == 1 { Some(RelationshipId::from_bytes(self.array()?)) } else { None };
+                let id = MessageId::from_bytes(self.array()?);
+                let len = u32::from_le_bytes(self.array()?);
+                let bytes_at = self.at;
+                self.take(len as usize)?;
+                Record::Message { relationship, id, bytes_at, len }
+            }
+            OUTBOX => {
+                let id = MessageId::from_bytes(self.array()?);
+                let attempts = u32::from_le_bytes(self.array()?);
+                let next_attempt = u64::from_le_bytes(self.array()?);
+                let queued_at = u64::from_le_bytes(self.array()?);
+                let peer = self.string()?;
+                Record::Outbox(OutboxEntry { id, peer, attempts, next_attempt, queued_at })
+            }
+            DELIVERED => Record::Delivered(MessageId::from_bytes(self.array()?)),
+            PEER => {
+                let peer = self.string()?;
+                let count = u16::from_le_bytes(self.array()?);
+                let addresses = (0..count).map(|_| self.string()).collect::<Result<_, _>>()?;
+                Record::Peer(peer, addresses)
+            }
+            other => return Err(corrupt(format!("unknown record type {other}"))),
+        })
+    }
+}
+
+impl Index {
+    /// Applies the records of a frame whose body starts at `body_offset` in the file.
+    fn apply(&mut self, body: &[u8], body_offset: u64) -> Result<(), Error> {
+        let mut r = Reader { body, at: 0 };
+        while r.at < body.len() {
+            match r.record()? {
+                Record::Message { relationship, id, bytes_at, len } => {
+                    if self.messages.contains_key(&id) {
+                        continue;
+                    }
+                    self.messages.insert(id, Span { offset: body_offset + bytes_at as u64, len });
+                    if let Some(rel) = relationship {
+                        self.relationships.entry(rel).or_default().push(id);
+                    }
+                }
+                Record::Outbox(entry) => {
+                    self.outbox.insert(entry.id, entry);
+                }
+                Record::Delivered(id) => {
+                    self.outbox.remove(&id);
+                }
+                Record::Peer(peer, addresses) => {
+                    self.peers.insert(peer, addresses);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a scan of the file ended.
+struct Scan {
+    index: Index,
+    /// The end of the last whole frame.
+    end: u64,
+}
+
+fn scan(file: &mut File, len: u64) -> Result<Scan, Error> {
+    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.read_to_end(&mut data).map_err(backend)?;
+    if data.len() < HEADER_LEN as usize || &data[..12] != MAGIC {
+        return Err(corrupt("not a rapport log (bad magic)"));
+    }
+    let version = u32::from_le_bytes([data[12], data[13], data[14], data[15]]);
+    if version != VERSION {
+        return Err(corrupt(format!("log format version {version}; this node reads version {VERSION}")));
+    }
+    let mut index = Index::default();
+    let mut at = HEADER_LEN as usize;
+    while at < data.len() {
+        let whole = (|| {
+            let head = data.get(at..at + FRAME_HEAD)?;
+            let body_len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+            let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+            let body = data.get(at + FRAME_HEAD..at + FRAME_HEAD + body_len)?;
+            (body_len > 0 && crc32fast::hash(body) == crc).then_some(body)
+        })();
+        match whole {
+            Some(body) => {
+                index.apply(body, (at + FRAME_HEAD) as u64)?;
+                at += FRAME_HEAD + body.len();
+            }
+            None if torn_tail(&data[at..]) => {
+                warn!(offset = at, dropped = data.len() - at, "cutting off a torn last write (never acknowledged)");
+                break;
+            }
+            None => return Err(corrupt(format!("damaged frame at offset {at} with whole frames after it"))),
+        }
+    }
+    Ok(Scan { index, end: at as u64 })
+}
+
+/// Whether the bad frame at the start of `rest` can only be an interrupted last write: it
+/// claims to run past the end of the file, or ends exactly there, or nothing but zeros follow.
+fn torn_tail(rest: &[u8]) -> bool {
+    let Some(head) = rest.get(..FRAME_HEAD) else { return true };
+    let body_len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    FRAME_HEAD + body_len >= rest.len() || rest.iter().all(|&b| b == 0)
+}
+
+impl Log {
+    /// Opens (or creates) the log in directory `dir`, rebuilding the index and cutting off a
+    /// torn last write.
+    pub fn open(dir: &Path) -> Result<Log, Error> {
+        std::fs::create_dir_all(dir).map_err(backend)?;
+        let path = dir.join(FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::Backend(format!("{}: {e}", path.display())))?;
+        let len = file.metadata().map_err(backend)?.len();
+        let (index, end) = if len == 0 {
+            let mut header = Vec::with_capacity(HEADER_LEN as usize);
+            header.extend_from_slice(MAGIC);
+            header.extend_from_slice(&VERSION.to_le_bytes());
+            file.write_all(&header).map_err(backend)?;
+            file.sync_all().map_err(backend)?;
+            sync_dir(dir)?;
+            (Index::default(), HEADER_LEN)
+        } else {
+            let Scan { index, end } = scan(&mut file, len)?;
+            if end < len {
+                file.set_len(end).map_err(backend)?;
+                file.sync_all().map_err(backend)?;
+            }
+            (index, end)
+        };
+        Ok(Log { path, inner: Mutex::new(Inner { file: Arc::new(file), end, index }) })
+    }
+
+    /// The log file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, Error> {
+        self.inner.lock().map_err(|_| Error::Backend("store lock poisoned".into()))
+    }
+
+    /// Appends one frame holding the records that `build` writes, and applies them to the
+    /// index; `build` sees the index as it was before.
+    fn append(&self, build: impl FnOnce(&Index, &mut Vec<u8>) -> Result<(), Error>) -> Result<(), Error> {
+        let mut inner = self.lock()?;
+        let mut frame = vec![0u8; FRAME_HEAD];
+        build(&inner.index, &mut frame)?;
+        let body_len = frame.len() - FRAME_HEAD;
+        if body_len == 0 {
+            return Ok(());
+        }
+        let len = u32::try_from(body_len).map_err(|_| Error::Backend("group commit over 4 GiB".into()))?;
+        let crc = crc32fast::hash(&frame[FRAME_HEAD..]);
+        frame[..4].copy_from_slice(&len.to_le_bytes());
+        frame[4..8].copy_from_slice(&crc.to_le_bytes());
+        let at = inner.end;
+        if let Err(e) = inner.file.write_all_at(&frame, at) {
+            // Part of the frame may have reached the file: cut it off, so that the next frame
+            // starts at a frame boundary and no stale bytes follow it.
+            let _ = inner.file.set_len(at);
+            return Err(backend(e));
+        }
+        inner.end = at + frame.len() as u64;
+        inner.index.apply(&frame[FRAME_HEAD..], at + FRAME_HEAD as u64)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(backend)
+}
+
+/// Encodes a message record unless `id` is stored or already in this frame.
+fn stage_message(
+    index: &Index,
+    staged: &mut Vec<MessageId>,
+    out: &mut Vec<u8>,
+    relationship: Option<RelationshipId>,
+    id: MessageId,
+    bytes: &[u8],
+) -> bool {
+    if index.messages.contains_key(&id) || staged.contains(&id) {
+        return false;
+    }
+    staged.push(id);
+    encode_message(out, relationship, &id, bytes);
+    true
+}
+
+impl Store for Log {
+    fn put_message(&self, relationship: Option<RelationshipId>, id: MessageId, bytes: &[u8]) -> Result<bool, Error> {
+        let mut added = false;
+        self.append(|index, out| {
+            added = stage_message(index, &mut Vec::new(), out, relationship, id, bytes);
+            Ok(())
+        })?;
+        Ok(added)
+    }
+
+    fn write_all(&self, writes: &[Write]) -> Result<(), Error> {
+        self.append(|index, out| {
+            let mut staged = Vec::new();
+            for w in writes {
+                match w {
+                    Write::Message { relationship, id, bytes } => {
+                        stage_message(index, &mut staged, out, *relationship, *id, bytes);
+                    }
+                    Write::Outbox(entry) => encode_outbox(out, entry)?,
+                    Write::Delivered(id) => encode_delivered(out, id),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn message(&self, id: &MessageId) -> Result<Option<Vec<u8>>, Error> {
+        let (file, span) = {
+            let inner = self.lock()?;
+            let Some(span) = inner.index.messages.get(id).copied() else { return Ok(None) };
+            (inner.file.clone(), span)
+        };
+        read_span(&file, span).map(Some)
+    }
+
+    fn relationship(&self, relationship: &RelationshipId) -> Result<Vec<Vec<u8>>, Error> {
+        let (file, spans) = {
+            let inner = self.lock()?;
+            let ids = inner.index.relationships.get(relationship).map(Vec::as_slice).unwrap_or_default();
+            let spans: Vec<Span> = ids.iter().filter_map(|id| inner.index.messages.get(id).copied()).collect();
+            (inner.file.clone(), spans)
+        };
+        spans.into_iter().map(|s| read_span(&file, s)).collect()
+    }
+
+    fn relationships(&self) -> Result<Vec<RelationshipId>, Error> {
+        Ok(self.lock()?.index.relationships.keys().copied().collect())
+    }
+
+    fn outbox_put(&self, entry: &OutboxEntry) -> Result<(), Error> {
+        self.append(|_, out| encode_outbox(out, entry))
+    }
+
+    fn outbox_remove(&self, id: &MessageId) -> Result<bool, Error> {
+        let mut had = false;
+        self.append(|index, out| {
+            had = index.outbox.contains_key(id);
+            if had {
+                encode_delivered(out, id);
+            }
+            Ok(())
+        })?;
+        Ok(had)
+    }
+
+    fn outbox(&self) -> Result<Vec<OutboxEntry>, Error> {
+        Ok(self.lock()?.index.outbox.values().cloned().collect())
+    }
+
+    fn peer_put(&self, peer: &str, addresses: &[String]) -> Result<(), Error> {
+        self.append(|_, out| encode_peer(out, peer, addresses))
+    }
+
+    fn peers(&self) -> Result<Vec<(String, Vec<String>)>, Error> {
+        Ok(self.lock()?.index.peers.iter().map(|(p, a)| (p.clone(), a.clone())).collect())
+    }
+
+    /// One `fdatasync`, outside the lock: reads and the next group's writes go on meanwhile.
+    fn flush(&self) -> Result<(), Error> {
+        let file = self.lock()?.file.clone();
+        file.sync_data().map_err(backend)
+    }
+}
+
+fn read_span(file: &File, span: Span) -> Result<Vec<u8>, Error> {
+    let mut out = vec![0u8; span.len as usize];
+    file.read_exact_at(&mut out, span.offset).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => corrupt("a message runs past the end of the file"),
+        _ => backend(e),
+    })?;
+    Ok(out)
+}
