@@ -2,9 +2,10 @@
 //! durable receipts (issue #3). Prints a table; figures and targets are in BENCHMARKS.md.
 //!
 //! `cargo bench -p rapport-node --bench throughput` (set `RAPPORT_BENCH_MESSAGES` to change
-//! the number of messages per measurement).
+//! the number of messages per measurement, and `RAPPORT_BENCH_STORE` to `sled` or `memory` to
+//! measure another backend than the default log store).
 //!
-//! Two in-process nodes, each with its own sled store in a temporary directory and its own
+//! Two in-process nodes, each with its own store in a temporary directory and its own
 //! swarm on 127.0.0.1, share this machine's two cores. The vendor sends `usage_report`s of
 //! about 500 bytes to the customer, who verifies each, stores it, flushes (in groups) and
 //! answers with a signed receipt, which the vendor verifies and stores. "Raw" is the same bytes
@@ -22,13 +23,13 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
 use prometheus_client::registry::Registry;
-use rapport_node::config::{Config, Network};
+use rapport_node::config::{Config, Network, StoreKind};
 use rapport_node::engine::{self, Command, Draft, Engine, Handle};
 use rapport_node::identity::Identity;
 use rapport_node::metrics::Metrics;
 use rapport_node::network::codec::{Codec, Request};
 use rapport_node::probe::Probe;
-use rapport_node::store::{Disk, Store};
+use rapport_node::store::{Memory, Store};
 use rapport_protocol::*;
 use tokio::sync::{mpsc, oneshot};
 
@@ -56,13 +57,20 @@ fn config(dir: &std::path::Path) -> Config {
         max_connections: 64,
         max_connections_per_peer: 4,
         max_memory_fraction: 0.9,
+        store: match std::env::var("RAPPORT_BENCH_STORE").as_deref() {
+            Ok("sled") => StoreKind::Sled,
+            _ => StoreKind::Log,
+        },
     }
 }
 
 async fn node(dir: &std::path::Path, seed: u8) -> Node {
     let identity = Identity::from_key(SigningKey::from_bytes(&[seed; 32])).unwrap();
     let config = config(dir);
-    let store: Arc<dyn Store> = Arc::new(Disk::open(&dir.join("db")).unwrap());
+    let store: Arc<dyn Store> = match std::env::var("RAPPORT_BENCH_STORE").as_deref() {
+        Ok("memory") => Arc::new(Memory::new()),
+        _ => rapport_node::daemon::open_store(&config).unwrap(),
+    };
     let mut registry = Registry::default();
     let mut swarm = rapport_node::network::swarm(identity.keypair.clone(), &config, &mut registry).unwrap();
     engine::start(&mut swarm, &["/ip4/127.0.0.1/tcp/0".parse().unwrap()], &[]).unwrap();
@@ -262,7 +270,8 @@ async fn echo_peer() -> (PeerId, Multiaddr) {
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .unwrap()
         .with_behaviour(|_| {
-            request_response::Behaviour::<Codec>::new(
+            request_response::Behaviour::<Codec>::with_codec(
+                Codec::raw(),
                 [(protocol, ProtocolSupport::Full)],
                 request_response::Config::default().with_max_concurrent_streams(256),
             )
@@ -280,11 +289,11 @@ async fn echo_peer() -> (PeerId, Multiaddr) {
     tokio::spawn(async move {
         loop {
             if let SwarmEvent::Behaviour(request_response::Event::Message {
-                message: request_response::Message::Request { request: Request::Envelope(bytes), channel, .. },
+                message: request_response::Message::Request { request: Request::Envelope(envelope), channel, .. },
                 ..
             }) = swarm.select_next_some().await
             {
-                let _ = swarm.behaviour_mut().send_response(channel, bytes);
+                let _ = swarm.behaviour_mut().send_response(channel, envelope);
             }
         }
     });

@@ -1,6 +1,7 @@
 //! The node's one event loop (spec/node.md §3). It owns the swarm, the relationships and the
-//! outbox; the API sends it [`Command`]s with one-shot replies. Signature checks run on a
-//! bounded pool of blocking workers, never on the loop; writes are made durable in groups
+//! outbox; the API sends it [`Command`]s with one-shot replies. Signature checks never run on
+//! the loop: peers' messages and answers arrive opened by the codec, on their connection's own
+//! task, and gossiped messages are checked on blocking workers. Writes are made durable in groups
 //! (one flush for every message that arrived meanwhile) and receipts go out only after the
 //! flush that covers their message.
 
@@ -26,15 +27,14 @@ use tracing::{debug, info, warn};
 
 use crate::identity::{self, Identity};
 use crate::metrics::{CodeLabel, Metrics};
-use crate::network::codec::Request;
+use crate::network::codec::{Envelope, Refused, Request, Response};
 use crate::network::{self, Behaviour, BehaviourEvent};
 use crate::store::{OutboxEntry, Store, Write};
 pub use relationships::{Relationships, Summary};
 
 /// Commands waiting for the loop, at most.
 pub const COMMAND_QUEUE: usize = 256;
-/// Signature checks running or queued on the worker pool, at most; further requests are
-/// answered `internal` (retry later) instead of queueing without bound.
+/// Gossiped messages being checked on the worker pool, at most; further ones wait.
 pub const MAX_VERIFYING: usize = 1024;
 /// Public offers and intents kept for `GET /v1/public`, at most.
 pub const MAX_PUBLIC: usize = 1000;
@@ -148,17 +148,17 @@ impl Handle {
 
 /// The outcome of a signature check on the worker pool.
 enum Checked {
-    /// A message a peer sent us.
-    Request {
-        peer: PeerId,
-        channel: ResponseChannel<Vec<u8>>,
-        bytes: Vec<u8>,
-        opened: Result<Message, rapport_protocol::envelope::Error>,
-    },
     /// A public message heard on a gossip topic.
     Public { opened: Result<Message, rapport_protocol::envelope::Error> },
-    /// The answer to a message we sent.
-    Response { peer: PeerId, sent: MessageId, opened: Result<Message, rapport_protocol::envelope::Error> },
+}
+
+/// What the codec read: opened already (the node's codec opens every envelope on the
+/// connection's task), or opened here if it came raw.
+fn opened(envelope: Envelope) -> Result<Message, Refused> {
+    match envelope {
+        Envelope::Opened(opened) => *opened,
+        Envelope::Raw(bytes) => Message::open(&bytes).map_err(|error| Refused { id: MessageId::of(&bytes), error }),
+    }
 }
 
 /// Wall-clock time, Unix ms: the `now` the protocol core is given.
@@ -169,13 +169,16 @@ pub fn now() -> Timestamp {
 /// Where a message of ours sits: its relationship and `seq` (none for public messages).
 type Place = Option<(RelationshipId, u64)>;
 
-/// Work that waits for the next flush: nothing is promised before its writes are durable.
+/// Work that waits for its writes: nothing is promised before they are durable.
 enum Pending {
-    /// A peer's message is stored; its receipt goes back on `channel` after the flush.
-    Receipt(ResponseChannel<Vec<u8>>, Vec<u8>, Option<RelationshipId>),
-    /// One of ours is stored with its outbox entry; after the flush it is sent and the caller
-    /// told.
-    Sent { entry: OutboxEntry, place: Place, submitted: Submitted, reply: oneshot::Sender<Result<Submitted, Error>> },
+    /// A peer's message is staged; once written and flushed, its receipt goes back on
+    /// `channel`.
+    Receipt(ResponseChannel<Response>, Vec<u8>, Option<RelationshipId>),
+    /// One of ours is staged with its outbox entry. Once written (to the operating system, so
+    /// that a crash of the process cannot lose it) it goes out; once flushed the caller is told.
+    Sent(outbound::Staged, oneshot::Sender<Result<Submitted, Error>>),
+    /// One of ours, written and on its way, waiting for the flush to tell the caller.
+    Reply(Submitted, oneshot::Sender<Result<Submitted, Error>>),
 }
 
 /// The event loop and everything it owns.
@@ -189,14 +192,22 @@ pub struct Engine {
     checked_tx: mpsc::Sender<Checked>,
     checked_rx: mpsc::Receiver<Checked>,
     verifying: Arc<Semaphore>,
-    /// Work waiting for the next group commit, and the writes it staged.
-    unflushed: Vec<Pending>,
+    /// Writes staged by this turn of the loop, and the work waiting for them: both go to the
+    /// store at the end of the turn.
     writes: Vec<Write>,
-    /// Receipts waiting on the flush in progress.
+    unwritten: Vec<Pending>,
+    /// Work whose writes are in the store, waiting for the next flush.
+    unflushed: Vec<Pending>,
+    /// Whether anything was written since the last flush started.
+    dirty: bool,
+    /// Work waiting on the flush in progress.
     flushing: Option<Vec<Pending>>,
     flushed_tx: mpsc::Sender<Result<(), crate::store::Error>>,
     flushed_rx: mpsc::Receiver<Result<(), crate::store::Error>>,
     outbox: HashMap<MessageId, OutboxEntry>,
+    /// The envelopes of the outbox messages queued since start (older ones are read from the
+    /// store).
+    payloads: HashMap<MessageId, Arc<[u8]>>,
     /// Relationship and `seq` of each outbox message: within a relationship only the earliest
     /// undelivered message is in flight, so that a recipient never sees a later one first.
     order: HashMap<MessageId, (RelationshipId, u64)>,
@@ -280,12 +291,15 @@ impl Engine {
             checked_tx,
             checked_rx,
             verifying: Arc::new(Semaphore::new(MAX_VERIFYING)),
-            unflushed: Vec::new(),
             writes: Vec::new(),
+            unwritten: Vec::new(),
+            unflushed: Vec::new(),
+            dirty: false,
             flushing: None,
             flushed_tx,
             flushed_rx,
             outbox,
+            payloads: HashMap::new(),
             order,
             in_flight: HashMap::new(),
             sending: HashSet::new(),
@@ -324,8 +338,16 @@ impl Engine {
                 Some(checked) = self.checked_rx.recv() => self.on_checked(checked),
                 event = self.swarm.select_next_some() => self.on_swarm(event),
                 Some(command) = self.commands.recv() => self.on_command(command),
-                _ = tick.tick() => self.send_due(),
+                _ = tick.tick() => {
+                    self.send_due();
+                    // Writes that promise nothing (receipts we hold, delivered outbox entries,
+                    // delivery attempts) ride with the next group commit, or this tick's flush.
+                    if self.flushing.is_none() && self.dirty {
+                        self.start_flush();
+                    }
+                }
             }
+            self.write_staged();
             // Group commit: while one flush runs, what arrives waits; when it ends, everything
             // that waited is flushed in one go. (Waiting for an idle moment instead would starve
             // the flush under steady load.)
@@ -342,7 +364,8 @@ impl Engine {
             }
         }
         // Work staged since: one last flush, then the answers it allows.
-        let last = self.store.write_all(&std::mem::take(&mut self.writes)).and_then(|()| self.store.flush());
+        self.write_staged();
+        let last = self.store.flush();
         if let Err(e) = &last {
             warn!(error = %e, "final flush failed");
         }
@@ -375,9 +398,7 @@ impl Engine {
                     return;
                 }
                 match self.stage(*draft) {
-                    Ok((entry, place, submitted)) => {
-                        self.unflushed.push(Pending::Sent { entry, place, submitted, reply })
-                    }
+                    Ok(staged) => self.unwritten.push(Pending::Sent(staged, reply)),
                     Err(e) => {
                         let _ = reply.send(Err(e));
                     }
@@ -466,11 +487,11 @@ impl Engine {
         }
     }
 
-    fn on_messages(&mut self, event: request_response::Event<Request, Vec<u8>>) {
+    fn on_messages(&mut self, event: request_response::Event<Request, Response>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request: Request::Envelope(bytes), channel, .. } => {
-                    self.check_request(peer, bytes, channel)
+                request_response::Message::Request { request: Request::Envelope(envelope), channel, .. } => {
+                    self.on_request(peer, opened(envelope), channel)
                 }
                 request_response::Message::Request { request: Request::TooLarge(len), channel, .. } => {
                     self.rejected(Code::TooLarge);
@@ -480,7 +501,7 @@ impl Engine {
                 }
                 request_response::Message::Response { request_id, response } => {
                     let Some(sent) = self.in_flight.remove(&request_id) else { return };
-                    self.check(move |opened| Checked::Response { peer, sent, opened }, response);
+                    self.on_answer(peer, sent, opened(response).map_err(|r| r.error));
                 }
             },
             request_response::Event::OutboundFailure { request_id, error, peer, .. } => {
@@ -495,23 +516,6 @@ impl Engine {
             request_response::Event::InboundFailure { peer, error, .. } => debug!(%peer, %error, "inbound failure"),
             request_response::Event::ResponseSent { .. } => {}
         }
-    }
-
-    /// Starts the signature check of a peer's message on the worker pool, or refuses it at
-    /// once when the pool is full.
-    fn check_request(&mut self, peer: PeerId, bytes: Vec<u8>, channel: ResponseChannel<Vec<u8>>) {
-        let Ok(permit) = self.verifying.clone().try_acquire_owned() else {
-            self.rejected(Code::Internal);
-            let problem = self.problem(&peer, None, Code::Internal, "busy; retry later", Some(MessageId::of(&bytes)));
-            self.respond(channel, problem);
-            return;
-        };
-        let tx = self.checked_tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let opened = Message::open(&bytes);
-            let _ = tx.blocking_send(Checked::Request { peer, channel, bytes, opened });
-            drop(permit);
-        });
     }
 
     fn check(
@@ -530,38 +534,39 @@ impl Engine {
         });
     }
 
+    /// A peer's message, opened by the codec: stored and receipted after the next flush, or
+    /// answered at once with a problem report.
+    fn on_request(&mut self, peer: PeerId, opened: Result<Message, Refused>, channel: ResponseChannel<Response>) {
+        let answer = match opened {
+            Err(Refused { id, error }) => {
+                self.rejected(error.code());
+                self.problem(&peer, None, error.code(), &error.to_string(), Some(id))
+            }
+            Ok(m) => match self.accept(&m) {
+                Ok(Some(receipt)) => {
+                    self.metrics.received.inc();
+                    self.update_gauges();
+                    self.unwritten.push(Pending::Receipt(channel, receipt, m.header().relationship));
+                    return;
+                }
+                // Already held, but perhaps not yet durable: its receipt waits for the next group
+                // commit like any other.
+                Ok(None) => {
+                    let receipt = self.receipt(&m);
+                    self.unwritten.push(Pending::Receipt(channel, receipt, None));
+                    return;
+                }
+                Err((code, detail)) => {
+                    self.rejected(code);
+                    self.problem(&peer, m.header().relationship, code, &detail, Some(m.id()))
+                }
+            },
+        };
+        self.respond(channel, answer);
+    }
+
     fn on_checked(&mut self, checked: Checked) {
         match checked {
-            Checked::Request { peer, channel, bytes, opened } => {
-                let answer = match opened {
-                    Err(e) => {
-                        self.rejected(e.code());
-                        let whole = Some(MessageId::of(&bytes));
-                        self.problem(&peer, None, e.code(), &e.to_string(), whole)
-                    }
-                    Ok(m) => match self.accept(&m) {
-                        Ok(Some(receipt)) => {
-                            self.metrics.received.inc();
-                            self.update_gauges();
-                            self.unflushed.push(Pending::Receipt(channel, receipt, m.header().relationship));
-                            return;
-                        }
-                        // Already held, but perhaps not yet durable: its receipt waits for the
-                        // next group commit like any other.
-                        Ok(None) => {
-                            let receipt = self.receipt(&m);
-                            self.unflushed.push(Pending::Receipt(channel, receipt, None));
-                            return;
-                        }
-                        Err((code, detail)) => {
-                            self.rejected(code);
-                            self.problem(&peer, m.header().relationship, code, &detail, Some(m.id()))
-                        }
-                    },
-                };
-                self.respond(channel, answer);
-            }
-            Checked::Response { peer, sent, opened } => self.on_answer(peer, sent, opened),
             Checked::Public { opened } => match opened {
                 Ok(m) if m.header().relationship.is_none() && matches!(m.body(), Body::Offer(_) | Body::Intent(_)) => {
                     if let Err(e) = self.store.put_message(None, m.id(), m.bytes()) {
@@ -674,31 +679,62 @@ impl Engine {
         self.metrics.rejected.get_or_create(&CodeLabel { code: code.as_str().into() }).inc();
     }
 
-    fn respond(&mut self, channel: ResponseChannel<Vec<u8>>, bytes: Vec<u8>) {
-        if self.swarm.behaviour_mut().messages.send_response(channel, bytes).is_err() {
+    fn respond(&mut self, channel: ResponseChannel<Response>, bytes: Vec<u8>) {
+        if self.swarm.behaviour_mut().messages.send_response(channel, Envelope::Raw(bytes)).is_err() {
             debug!("the peer left before its answer");
         }
     }
 
-    /// Writes what this batch staged and flushes, off the event loop.
+    /// Writes what this turn staged, in one group, to the store (for the log store: one
+    /// `write` to the operating system). Our own messages go out at once; receipts and the
+    /// callers' replies wait for the flush.
+    fn write_staged(&mut self) {
+        if self.writes.is_empty() && self.unwritten.is_empty() {
+            return;
+        }
+        let result = self.store.write_all(&std::mem::take(&mut self.writes));
+        let batch = std::mem::take(&mut self.unwritten);
+        if let Err(e) = result {
+            warn!(error = %e, count = batch.len(), "write failed; receipts withheld, sends refused");
+            return self.settle(batch, &Err(e));
+        }
+        self.dirty = true;
+        for pending in batch {
+            match pending {
+                Pending::Sent(staged, reply) => {
+                    let submitted = staged.submitted.clone();
+                    self.sent(staged.entry, staged.place, staged.bytes);
+                    self.unflushed.push(Pending::Reply(submitted, reply));
+                }
+                other => self.unflushed.push(other),
+            }
+        }
+    }
+
+    /// Flushes the store off the event loop; the work written so far waits for it.
     fn start_flush(&mut self) {
         let batch = std::mem::take(&mut self.unflushed);
-        let writes = std::mem::take(&mut self.writes);
         self.flushing = Some(batch);
+        self.dirty = false;
         let store = self.store.clone();
         let tx = self.flushed_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let _ = tx.blocking_send(store.write_all(&writes).and_then(|()| store.flush()));
+            let _ = tx.blocking_send(store.flush());
         });
     }
 
     fn on_flushed(&mut self, result: Result<(), crate::store::Error>) {
         let batch = self.flushing.take().unwrap_or_default();
         if let Err(e) = &result {
-            warn!(error = %e, count = batch.len(), "flush failed; receipts withheld, sends refused");
+            warn!(error = %e, count = batch.len(), "flush failed; receipts withheld");
         }
+        self.settle(batch, &result);
+    }
+
+    /// Answers the work of a group commit once its writes are durable, or failed.
+    fn settle(&mut self, batch: Vec<Pending>, result: &Result<(), crate::store::Error>) {
         for pending in batch {
-            match (pending, &result) {
+            match (pending, result) {
                 (Pending::Receipt(channel, receipt, _), Ok(())) => self.respond(channel, receipt),
                 // Nothing is promised for this message: its sender will try again, and our view
                 // goes back to what the store holds.
@@ -707,14 +743,19 @@ impl Engine {
                         let _ = self.relationships.reload(self.store.as_ref(), &rel);
                     }
                 }
-                (Pending::Sent { entry, place, submitted, reply }, Ok(())) => {
-                    self.sent(entry, place);
+                (Pending::Reply(submitted, reply), Ok(())) => {
                     let _ = reply.send(Ok(submitted));
                 }
-                (Pending::Sent { place, reply, .. }, Err(e)) => {
-                    if let Some((rel, _)) = place {
+                // Never written: nothing was sent, and our view goes back to the store's.
+                (Pending::Sent(staged, reply), _) => {
+                    if let Some((rel, _)) = staged.place {
                         let _ = self.relationships.reload(self.store.as_ref(), &rel);
                     }
+                    let detail = result.as_ref().err().map_or_else(|| "not written".to_owned(), ToString::to_string);
+                    let _ = reply.send(Err(Error::Store(crate::store::Error::Backend(detail))));
+                }
+                // Written and sent, but the flush failed: the caller is told it is not durable.
+                (Pending::Reply(_, reply), Err(e)) => {
                     let _ = reply.send(Err(Error::Store(crate::store::Error::Backend(e.to_string()))));
                 }
             }

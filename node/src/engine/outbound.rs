@@ -7,14 +7,22 @@ use rapport_protocol::{Body, Code, Header, Message, MessageId, Payload, Relation
 use tracing::{debug, warn};
 
 use super::{now, outbox, refused, Draft, Engine, Error, Place, Submitted, MAX_PUBLIC};
+
+/// A message of ours, signed and staged for the next group commit.
+pub(super) struct Staged {
+    pub entry: OutboxEntry,
+    pub place: Place,
+    pub submitted: Submitted,
+    pub bytes: std::sync::Arc<[u8]>,
+}
 use crate::identity;
-use crate::network::codec::Request;
+use crate::network::codec::{Envelope, Request};
 use crate::store::{OutboxEntry, Write};
 
 impl Engine {
     /// Signs `draft`, applies it to our own view of the relationship, stores it with its
     /// outbox entry durably, and starts delivery.
-    pub(super) fn stage(&mut self, draft: Draft) -> Result<(OutboxEntry, Place, Submitted), Error> {
+    pub(super) fn stage(&mut self, draft: Draft) -> Result<Staged, Error> {
         let me = self.identity.key_id();
         let at = now();
         let header = match draft.relationship {
@@ -47,12 +55,13 @@ impl Engine {
             relationship: rel.map(|r| r.to_hex()).unwrap_or_default(),
             kind: message.kind().as_str(),
         };
-        Ok((entry, rel.map(|r| (r, message.header().seq)), submitted))
+        Ok(Staged { entry, place: rel.map(|r| (r, message.header().seq)), submitted, bytes: message.bytes_arc() })
     }
 
     /// A staged message of ours is durable: it joins the outbox and goes out.
-    pub(super) fn sent(&mut self, entry: OutboxEntry, place: Place) {
+    pub(super) fn sent(&mut self, entry: OutboxEntry, place: Place, bytes: std::sync::Arc<[u8]>) {
         let id = entry.id;
+        self.payloads.insert(id, bytes);
         if let Some(place) = place {
             self.order.insert(id, place);
         }
@@ -103,12 +112,16 @@ impl Engine {
             warn!(%id, peer = %entry.peer, "outbox entry with an invalid peer id");
             return;
         };
-        let bytes = match self.store.message(&id) {
+        let stored = match self.payloads.get(&id) {
+            Some(bytes) => Ok(Some(bytes.to_vec())),
+            None => self.store.message(&id),
+        };
+        let bytes = match stored {
             Ok(Some(bytes)) => bytes,
             Ok(None) => {
                 warn!(%id, "outbox entry without its message; dropped");
                 self.outbox.remove(&id);
-                let _ = self.store.outbox_remove(&id);
+                self.writes.push(Write::Delivered(id));
                 return;
             }
             Err(e) => {
@@ -116,7 +129,7 @@ impl Engine {
                 return;
             }
         };
-        let request = self.swarm.behaviour_mut().messages.send_request(&peer, Request::Envelope(bytes));
+        let request = self.swarm.behaviour_mut().messages.send_request(&peer, Request::Envelope(Envelope::Raw(bytes)));
         self.in_flight.insert(request, id);
         self.sending.insert(id);
     }
@@ -151,9 +164,8 @@ impl Engine {
         let Some(entry) = self.outbox.get_mut(&id) else { return };
         entry.attempts = entry.attempts.saturating_add(1);
         entry.next_attempt = now() + outbox::backoff(entry.attempts, &mut rand::thread_rng()).as_millis() as u64;
-        if let Err(e) = self.store.outbox_put(entry) {
-            warn!(%id, error = %e, "cannot record a delivery attempt");
-        }
+        // Written with the next group commit; lost in a crash, it only costs an early retry.
+        self.writes.push(Write::Outbox(entry.clone()));
     }
 
     /// The recipient holds message `id`: it leaves the outbox.
@@ -167,12 +179,13 @@ impl Engine {
         if let Some(tx) = &self.delivered_tx {
             let _ = tx.try_send(id);
         }
+        self.payloads.remove(&id);
         if let Some(entry) = self.outbox.remove(&id) {
             self.metrics.receipt_latency.observe(now().saturating_sub(entry.queued_at) as f64 / 1000.0);
             self.update_gauges();
-            if let Err(e) = self.store.outbox_remove(&id) {
-                warn!(%id, error = %e, "cannot remove a delivered message from the outbox");
-            }
+            // Written with the next group commit; lost in a crash, the message is sent again and
+            // the recipient answers the repeat with another receipt.
+            self.writes.push(Write::Delivered(id));
         }
     }
 
@@ -214,11 +227,12 @@ impl Engine {
         if let Some(rel) = answer.header().relationship {
             if self.relationships.get(&rel).is_some() {
                 match self.relationships.apply(&answer, now(), Policy::LIVE) {
-                    Ok(_) => {
-                        if let Err(e) = self.store.put_message(Some(rel), answer.id(), answer.bytes()) {
-                            warn!(error = %e, "cannot store an answer");
-                        }
-                    }
+                    // Stored with the next group commit, like the outbox entry's removal.
+                    Ok(_) => self.writes.push(Write::Message {
+                        relationship: Some(rel),
+                        id: answer.id(),
+                        bytes: answer.bytes_arc(),
+                    }),
                     Err(e) => warn!(error = %e, "answer refused by the state machine"),
                 }
             }
