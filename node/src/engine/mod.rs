@@ -347,7 +347,12 @@ impl Engine {
                     }
                 }
             }
-            self.write_staged();
+            // Our own messages are written at once, so that they can go out; everything else
+            // staged (in order, before them) waits for the flush in progress to end, and is
+            // then written as one group.
+            if self.flushing.is_none() || self.unwritten.iter().any(|p| matches!(p, Pending::Sent(..))) {
+                self.write_staged();
+            }
             // Group commit: while one flush runs, what arrives waits; when it ends, everything
             // that waited is flushed in one go. (Waiting for an idle moment instead would starve
             // the flush under steady load.)
