@@ -92,6 +92,9 @@ enum Command {
         #[arg(long, env = "RAPPORT_LOG_FORMAT", value_enum, default_value = "text")]
         log_format: LogFormat,
     },
+    /// Walk a whole relationship between a customer node and a vendor node started on
+    /// 127.0.0.1 in temporary directories, from intent to closure; exit 0 only if every step held.
+    Demo,
     /// Peer id, key id, listen addresses, peers, outbox and relationships of the running node.
     Status,
     /// The node's peer id and key id.
@@ -699,6 +702,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let flags = Layer { network, listen, api, bootstrap, mdns, ..Layer::default() };
             let config = Config::load(&dir, flags)?;
             runtime.block_on(crate::daemon::run(config, crate::daemon::signal()))
+        }
+        Command::Demo => {
+            // The nodes' own logs would drown the story; RUST_LOG brings them back.
+            let filter =
+                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,libp2p=error".into());
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+            runtime.block_on(crate::demo::run())
         }
         Command::Verify { file } => {
             let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod engine;
 pub mod identity;
 pub mod metrics;
