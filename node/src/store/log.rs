@@ -341,6 +341,8 @@ impl Log {
             return Err(backend(e));
         }
         inner.end = at + frame.len() as u64;
+        // The index learns the frame by reading it back, as a restart would: what the node
+        // sees now is exactly what it will rebuild from the file.
         inner.index.apply(&frame[FRAME_HEAD..], at + FRAME_HEAD as u64)
     }
 }
