@@ -56,6 +56,7 @@ fn config(dir: &std::path::Path) -> Config {
         mdns: false,
         max_connections: 64,
         max_connections_per_peer: 4,
+        target_peers: 4,
         max_memory_fraction: 0.9,
         store: match std::env::var("RAPPORT_BENCH_STORE").as_deref() {
             Ok("sled") => StoreKind::Sled,
@@ -76,7 +77,7 @@ async fn node(dir: &std::path::Path, seed: u8) -> Node {
     engine::start(&mut swarm, &["/ip4/127.0.0.1/tcp/0".parse().unwrap()], &[]).unwrap();
     let metrics = Arc::new(Metrics::new(&mut registry));
     let (key, peer) = (identity.key_id(), identity.peer_id());
-    let (mut engine, handle) = Engine::new(swarm, store, identity, &config.network, metrics).unwrap();
+    let (mut engine, handle) = Engine::new(swarm, store, identity, &config, metrics).unwrap();
     let (tx, delivered) = mpsc::channel(100_000);
     engine.notify_delivered(tx);
     tokio::spawn(engine.run(futures::future::pending()));

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -72,6 +72,7 @@ impl From<engine::Error> for ApiError {
                 ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, code: Some(code.as_str().into()), message: detail }
             }
             engine::Error::BadRequest(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+            engine::Error::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
             engine::Error::Store(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             engine::Error::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
         }
@@ -106,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/id", get(id))
         .route("/v1/peers", get(peers))
         .route("/v1/connect", post(connect))
+        .route("/v1/find", post(find))
         .route("/v1/send/{kind}", post(send))
         .route("/v1/public", get(public))
         .route("/v1/relationships", get(relationships))
@@ -135,8 +137,28 @@ async fn id(State(s): State<AppState>) -> ApiResult<Id> {
     Ok(Json(Id { peer_id: st.peer_id, key_id: st.key_id, listen: st.listen }))
 }
 
-async fn peers(State(s): State<AppState>) -> ApiResult<Vec<engine::Peer>> {
-    Ok(Json(s.handle.ask(Command::Peers).await?))
+/// Query of `GET /v1/peers`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct PeersQuery {
+    /// Also list peers known from the DHT routing table but not connected.
+    #[serde(default)]
+    pub all: bool,
+}
+
+async fn peers(State(s): State<AppState>, Query(q): Query<PeersQuery>) -> ApiResult<Vec<engine::Peer>> {
+    Ok(Json(s.handle.ask(|reply| Command::Peers { all: q.all, reply }).await?))
+}
+
+/// Body of `POST /v1/find`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FindRequest {
+    /// The peer id sought.
+    pub peer_id: String,
+}
+
+async fn find(State(s): State<AppState>, Json(req): Json<FindRequest>) -> ApiResult<engine::Found> {
+    let peer = req.peer_id.parse().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad peer id: {e}")))?;
+    Ok(Json(s.handle.ask(|tx| Command::Find(peer, tx)).await??))
 }
 
 /// Body of `POST /v1/connect`.

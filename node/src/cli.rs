@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
-use crate::api::{ConnectRequest, SendRequest};
+use crate::api::{ConnectRequest, FindRequest, SendRequest};
 use crate::client::Client;
 use crate::config::{Config, Layer, Network};
 
@@ -61,6 +61,28 @@ struct Target {
 }
 
 #[derive(Debug, Subcommand)]
+enum TestnetAction {
+    /// Start the test network's bootstrap node and N nodes on 127.0.0.1, in the background.
+    Up {
+        /// Nodes besides the bootstrap node.
+        #[arg(long, default_value_t = 10)]
+        nodes: usize,
+        /// Where the nodes' data directories go.
+        #[arg(long, env = "RAPPORT_TESTNET_DIR")]
+        dir: Option<PathBuf>,
+        /// mDNS on every node; with false, nodes find each other through the DHT alone.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        mdns: bool,
+    },
+    /// Stop exactly the processes `testnet up` started.
+    Down {
+        /// The directory given to `testnet up`.
+        #[arg(long, env = "RAPPORT_TESTNET_DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Create a data directory: config.toml, an Ed25519 key and an API token (both mode 0600).
     Init {
@@ -88,6 +110,9 @@ enum Command {
         /// Local discovery by mDNS.
         #[arg(long, env = "RAPPORT_MDNS")]
         mdns: Option<bool>,
+        /// Connections kept open; known peers are dialled while there are fewer.
+        #[arg(long, env = "RAPPORT_TARGET_PEERS")]
+        target_peers: Option<u32>,
         /// Log format; the level comes from RUST_LOG.
         #[arg(long, env = "RAPPORT_LOG_FORMAT", value_enum, default_value = "text")]
         log_format: LogFormat,
@@ -95,12 +120,26 @@ enum Command {
     /// Walk a whole relationship between a customer node and a vendor node started on
     /// 127.0.0.1 in temporary directories, from intent to closure; exit 0 only if every step held.
     Demo,
+    /// The local test network: a bootstrap node and N nodes, each its own process.
+    Testnet {
+        #[command(subcommand)]
+        action: TestnetAction,
+    },
     /// Peer id, key id, listen addresses, peers, outbox and relationships of the running node.
     Status,
     /// The node's peer id and key id.
     Id,
     /// Connected peers.
-    Peers,
+    Peers {
+        /// Also list the peers known from the DHT but not connected now.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Find a peer by its peer id through the DHT alone, and connect to it.
+    Find {
+        /// For instance 12D3Koo…
+        peer_id: String,
+    },
     /// Dial a peer's multiaddr.
     Connect {
         /// For instance /ip4/127.0.0.1/tcp/4710/p2p/12D3Koo…
@@ -591,9 +630,22 @@ async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::
             Command::Id => {
                 (client.get("/v1/id").await?, Box::new(|v| format!("{}\n{}", s(v, "peer_id"), s(v, "key_id"))))
             }
-            Command::Peers => (
-                client.get("/v1/peers").await?,
-                Box::new(|v| lines(v, |p| format!("{}  {}", s(p, "peer_id"), s(p, "address")))),
+            Command::Peers { all } => (
+                client.get(if all { "/v1/peers?all=true" } else { "/v1/peers" }).await?,
+                Box::new(|v| {
+                    lines(v, |p| {
+                        let state = if p["connected"] == true { "connected" } else { "known" };
+                        format!("{}  {:<9}  {}", s(p, "peer_id"), state, s(p, "address"))
+                    })
+                }),
+            ),
+            Command::Find { peer_id } => (
+                client.post("/v1/find", &FindRequest { peer_id }).await?,
+                Box::new(|v| {
+                    let addresses: Vec<&str> =
+                        v["addresses"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                    format!("found {} at {}", s(v, "peer_id"), addresses.join(" "))
+                }),
             ),
             Command::Connect { multiaddr } => (
                 client.post("/v1/connect", &ConnectRequest { address: multiaddr }).await?,
@@ -666,10 +718,48 @@ async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only for a terminal: a log redirected to a file stays plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// `rapport testnet up|down`.
+fn testnet(action: TestnetAction, json: bool) -> anyhow::Result<()> {
+    match action {
+        TestnetAction::Up { nodes, dir, mdns } => {
+            let dir = dir.unwrap_or_else(crate::testnet::default_dir);
+            let bin = std::env::current_exe()?;
+            let state = crate::testnet::up(&crate::testnet::Up { dir: dir.clone(), nodes, mdns, bin })?;
+            if json {
+                println!("{}", serde_json::to_string(&state)?);
+                return Ok(());
+            }
+            println!("{:<10} {:<53} {:<16} {:>7}", "NAME", "PEER ID", "API", "PID");
+            for n in &state.nodes {
+                println!("{:<10} {:<53} {:<16} {:>7}", n.name, n.peer_id, n.api.as_deref().unwrap_or("-"), n.pid);
+            }
+            let first = dir.join("node-1");
+            eprintln!(
+                "test network up in {}: talk to a node with `rapport --data-dir {} peers`; stop it with `rapport testnet down`",
+                dir.display(),
+                first.display()
+            );
+            Ok(())
+        }
+        TestnetAction::Down { dir } => {
+            let dir = dir.unwrap_or_else(crate::testnet::default_dir);
+            let stopped = crate::testnet::down(&dir)?;
+            if json {
+                println!("{}", serde_json::to_string(&stopped)?);
+            } else {
+                println!("stopped {} processes; their logs stay in {}", stopped.len(), dir.display());
+            }
+            Ok(())
+        }
     }
 }
 
@@ -697,9 +787,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run { network, listen, api, bootstrap, mdns, log_format } => {
+        Command::Run { network, listen, api, bootstrap, mdns, target_peers, log_format } => {
             init_tracing(log_format);
-            let flags = Layer { network, listen, api, bootstrap, mdns, ..Layer::default() };
+            let flags = Layer { network, listen, api, bootstrap, mdns, target_peers, ..Layer::default() };
             let config = Config::load(&dir, flags)?;
             runtime.block_on(crate::daemon::run(config, crate::daemon::signal()))
         }
@@ -710,6 +800,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
             runtime.block_on(crate::demo::run())
         }
+        Command::Testnet { action } => testnet(action, cli.json),
         Command::Verify { file } => {
             let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let report = crate::bundle::Bundle::parse(&text)?.verify()?;

@@ -20,6 +20,9 @@ pub const DB_DIR: &str = "db";
 /// Name of the log store's directory (`store = "log"`, the default).
 pub const LOG_DIR: &str = "log";
 
+/// Connections a node keeps open unless configured otherwise.
+pub const DEFAULT_TARGET_PEERS: u32 = 32;
+
 /// Which storage backend holds the node's records (spec/node.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -91,6 +94,8 @@ pub struct Layer {
     pub max_connections: Option<u32>,
     /// Most established connections per peer.
     pub max_connections_per_peer: Option<u32>,
+    /// Connections the node keeps open and dials known peers to reach.
+    pub target_peers: Option<u32>,
     /// Refuse new connections once the process uses this share of the machine's memory.
     pub max_memory_fraction: Option<f64>,
     /// Storage backend.
@@ -108,6 +113,7 @@ impl Layer {
             mdns: self.mdns.or(lower.mdns),
             max_connections: self.max_connections.or(lower.max_connections),
             max_connections_per_peer: self.max_connections_per_peer.or(lower.max_connections_per_peer),
+            target_peers: self.target_peers.or(lower.target_peers),
             max_memory_fraction: self.max_memory_fraction.or(lower.max_memory_fraction),
             store: self.store.or(lower.store),
         }
@@ -120,26 +126,68 @@ impl Layer {
     }
 }
 
-/// A network profile: which protocol ids and bootstrap peers a network uses.
+/// The network profiles, from `networks/` in the repository, built into the binary.
+const PROFILES: [(&str, &str); 2] =
+    [("local", include_str!("../../networks/local.toml")), ("testnet", include_str!("../../networks/testnet.toml"))];
+
+/// A network's profile file (`networks/NAME.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Profile {
+    name: String,
+    mdns: bool,
+    bootstrap: Vec<String>,
+    bootstrap_node: Option<BootstrapNode>,
+}
+
+/// How to run a network's bootstrap node: its published key and its listen addresses
+/// (`rapport testnet up` runs it).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapNode {
+    /// Its Ed25519 secret key, hex. Published: a test network's bootstrap node holds nothing.
+    pub key: String,
+    /// Where it listens; the profile's `bootstrap` list names these addresses.
+    pub listen: Vec<String>,
+}
+
+/// A network profile: which protocol ids, bootstrap peers and discovery a network uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
     /// Its name.
     pub name: String,
     /// Prefix of every protocol id and gossip topic, e.g. `/rapport/testnet`.
     pub prefix: String,
-    /// Its settings, below the config file and above the defaults.
-    pub layer_bootstrap: Vec<String>,
+    /// Peers a node of this network dials at start (below the config file, above the defaults).
+    pub bootstrap: Vec<String>,
+    /// Whether its nodes look for neighbours by mDNS.
+    pub mdns: bool,
+    /// How to run its bootstrap node, if it has one.
+    pub bootstrap_node: Option<BootstrapNode>,
 }
 
 impl Network {
     /// The profile called `name`.
     pub fn named(name: &str) -> Result<Network, Error> {
-        match name {
-            "local" | "testnet" => {
-                Ok(Network { name: name.into(), prefix: format!("/rapport/{name}"), layer_bootstrap: Vec::new() })
-            }
-            other => Err(Error::UnknownNetwork(other.into())),
+        let (_, text) = PROFILES.iter().find(|(n, _)| *n == name).ok_or_else(|| Error::UnknownNetwork(name.into()))?;
+        let path = PathBuf::from(format!("networks/{name}.toml"));
+        let profile: Profile =
+            toml::from_str(text).map_err(|e| Error::Parse { path: path.clone(), detail: e.message().to_owned() })?;
+        if profile.name != name {
+            return Err(Error::Parse { path, detail: format!("names the network {:?}", profile.name) });
         }
+        Ok(Network {
+            prefix: format!("/rapport/{name}"),
+            name: profile.name,
+            bootstrap: profile.bootstrap,
+            mdns: profile.mdns,
+            bootstrap_node: profile.bootstrap_node,
+        })
+    }
+
+    /// The profile's settings, as a layer between the config file and the defaults.
+    pub fn layer(&self) -> Layer {
+        Layer { bootstrap: Some(self.bootstrap.clone()), mdns: Some(self.mdns), ..Layer::default() }
     }
 
     /// The request-response protocol carrying one signed message per request (spec/protocol.md §11.2).
@@ -187,6 +235,9 @@ pub struct Config {
     pub max_connections: u32,
     /// Per-peer connection cap.
     pub max_connections_per_peer: u32,
+    /// Connections kept open: idle ones up to this number are not closed, and known peers are
+    /// dialled while there are fewer.
+    pub target_peers: u32,
     /// Memory share above which new connections are refused.
     pub max_memory_fraction: f64,
     /// Storage backend.
@@ -203,6 +254,7 @@ pub fn defaults() -> Layer {
         mdns: Some(true),
         max_connections: Some(512),
         max_connections_per_peer: Some(4),
+        target_peers: Some(DEFAULT_TARGET_PEERS),
         max_memory_fraction: Some(0.8),
         store: Some(StoreKind::Log),
     }
@@ -217,9 +269,23 @@ impl Config {
         let above_profile = overrides.or(file);
         let name = above_profile.network.clone().or(defaults().network).unwrap_or_default();
         let network = Network::named(&name)?;
-        let profile = Layer { bootstrap: Some(network.layer_bootstrap.clone()), ..Layer::default() };
-        let l = above_profile.or(profile).or(defaults());
+        let explicit_target = above_profile.target_peers.is_some();
+        let l = above_profile.or(network.layer()).or(defaults());
         let fraction = l.max_memory_fraction.unwrap_or(0.8);
+        let max_connections = l.max_connections.unwrap_or(512);
+        // The default target gives way to a smaller connection cap; a target set explicitly
+        // above the cap is a mistake.
+        let target_peers = l.target_peers.unwrap_or(DEFAULT_TARGET_PEERS).min(if explicit_target {
+            u32::MAX
+        } else {
+            max_connections
+        });
+        if target_peers > max_connections {
+            return Err(Error::Invalid {
+                name: "target_peers",
+                detail: format!("{target_peers} is above max_connections ({max_connections})"),
+            });
+        }
         if !(fraction > 0.0 && fraction <= 1.0) {
             return Err(Error::Invalid { name: "max_memory_fraction", detail: format!("{fraction} is not in (0, 1]") });
         }
@@ -230,8 +296,9 @@ impl Config {
             api: l.api.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
             bootstrap: l.bootstrap.unwrap_or_default(),
             mdns: l.mdns.unwrap_or(true),
-            max_connections: l.max_connections.unwrap_or(512),
+            max_connections,
             max_connections_per_peer: l.max_connections_per_peer.unwrap_or(4),
+            target_peers,
             max_memory_fraction: fraction,
             store: l.store.unwrap_or(StoreKind::Log),
         })
@@ -249,6 +316,7 @@ pub fn initial_file(network: &str) -> String {
          # mdns = true\n\
          # max_connections = 512\n\
          # max_connections_per_peer = 4\n\
+         # target_peers = 32\n\
          # max_memory_fraction = 0.8\n\
          # store = \"log\"\n"
     )
@@ -266,10 +334,12 @@ mod tests {
         let flags = Layer { max_connections: Some(3), ..Layer::default() };
         let c = Config::load(dir.path(), flags).unwrap();
         assert_eq!(c.max_connections, 3, "flags beat the file");
-        assert!(!c.mdns, "the file beats the defaults");
+        assert!(!c.mdns, "the file beats the profile");
+        assert_eq!(c.bootstrap, Network::named("testnet").unwrap().bootstrap, "the profile beats the defaults");
         assert_eq!(c.network.name, "testnet");
         assert_eq!(c.network.kad_protocol(), "/rapport/testnet/kad/1.0.0");
         assert_eq!(c.max_connections_per_peer, 4, "defaults fill the rest");
+        assert_eq!(c.target_peers, 3, "the default target gives way to the cap");
         assert_eq!(c.api, SocketAddr::from(([127, 0, 0, 1], 4711)));
     }
 
@@ -284,5 +354,34 @@ mod tests {
         assert!(matches!(Config::load(dir.path(), Layer::default()), Err(Error::UnknownNetwork(_))));
         std::fs::write(dir.path().join(CONFIG_FILE), "max_memory_fraction = 1.5\n").unwrap();
         assert!(matches!(Config::load(dir.path(), Layer::default()), Err(Error::Invalid { .. })));
+    }
+
+    #[test]
+    fn profiles_come_from_the_networks_files() {
+        let local = Network::named("local").unwrap();
+        assert!(local.bootstrap.is_empty() && local.mdns && local.bootstrap_node.is_none());
+        let testnet = Network::named("testnet").unwrap();
+        assert!(testnet.mdns);
+        assert_eq!(testnet.bootstrap.len(), 1);
+        // The published bootstrap key is the one behind the bootstrap address's peer id.
+        let node = testnet.bootstrap_node.clone().unwrap();
+        let key: [u8; 32] = hex::decode(&node.key).unwrap().try_into().unwrap();
+        let identity = crate::identity::Identity::from_key(ed25519_dalek::SigningKey::from_bytes(&key)).unwrap();
+        let address: libp2p::Multiaddr = testnet.bootstrap[0].parse().unwrap();
+        assert_eq!(address.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(identity.peer_id())));
+        assert!(node.listen.iter().any(|l| testnet.bootstrap[0].starts_with(l.as_str())), "{node:?}");
+        // Below the file, the profile fills in what the file leaves out.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), "network = \"testnet\"\n").unwrap();
+        let c = Config::load(dir.path(), Layer::default()).unwrap();
+        assert_eq!(c.bootstrap, testnet.bootstrap);
+        assert!(c.mdns);
+        let flags = Layer { bootstrap: Some(Vec::new()), mdns: Some(false), ..Layer::default() };
+        let c = Config::load(dir.path(), flags).unwrap();
+        assert!(c.bootstrap.is_empty() && !c.mdns, "flags beat the profile");
+        assert!(matches!(
+            Config::load(dir.path(), Layer { target_peers: Some(600), ..Layer::default() }),
+            Err(Error::Invalid { name: "target_peers", .. })
+        ));
     }
 }

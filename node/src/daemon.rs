@@ -67,7 +67,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let metrics = Arc::new(Metrics::new(&mut registry));
     engine::start(&mut swarm, &listen, &bootstrap)?;
     let peer_id = identity.peer_id();
-    let (engine, handle) = Engine::new(swarm, store.clone(), identity, &config.network, metrics)?;
+    let (engine, handle) = Engine::new(swarm, store.clone(), identity, &config, metrics)?;
 
     let listener =
         TcpListener::bind(config.api).await.map_err(|e| anyhow::anyhow!("API address {}: {e}", config.api))?;

@@ -134,6 +134,12 @@ pub struct Init {
 /// `force`, an existing directory gets a fresh config and token, but its key is kept: a node's
 /// key is its identity in every relationship and is never replaced silently.
 pub fn init(data_dir: &Path, network: &str, force: bool) -> Result<Init, Error> {
+    init_with(data_dir, network, force, None)
+}
+
+/// [`init`], with `key` as the new node's key instead of a fresh one (a test network's
+/// bootstrap node runs with its published key). An existing key is still never replaced.
+pub fn init_with(data_dir: &Path, network: &str, force: bool, key: Option<SigningKey>) -> Result<Init, Error> {
     let key_path = data_dir.join(KEY_FILE);
     let exists = key_path.exists() || data_dir.join(CONFIG_FILE).exists();
     if exists && !force {
@@ -144,7 +150,7 @@ pub fn init(data_dir: &Path, network: &str, force: bool) -> Result<Init, Error> 
     let (identity, new_key) = if key_path.exists() {
         (load(data_dir)?, false)
     } else {
-        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let key = key.unwrap_or_else(|| SigningKey::generate(&mut rand::rngs::OsRng));
         write_private(&key_path, format!("{}\n", hex::encode(key.to_bytes())).as_bytes())?;
         (Identity::from_key(key)?, true)
     };

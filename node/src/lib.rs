@@ -20,3 +20,4 @@ pub mod metrics;
 pub mod network;
 pub mod probe;
 pub mod store;
+pub mod testnet;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt as _;
+use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify, kad, mdns, Multiaddr, PeerId, Swarm};
@@ -42,6 +43,10 @@ pub const MAX_PUBLIC: usize = 1000;
 pub const LOOKUP_INTERVAL: Duration = Duration::from_secs(10);
 /// How often the outbox looks for messages due.
 pub const OUTBOX_TICK: Duration = Duration::from_millis(200);
+/// How often the node dials known peers when it has fewer connections than its target.
+pub const NEIGHBOUR_TICK: Duration = Duration::from_secs(5);
+/// A known peer that could not be reached is dialled again to keep the target after this long.
+pub const REDIAL_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +65,9 @@ pub enum Error {
     /// The request is not valid (unknown relationship, missing recipient, bad address).
     #[error("{0}")]
     BadRequest(String),
+    /// What was asked for could not be found.
+    #[error("{0}")]
+    NotFound(String),
     /// The loop has stopped.
     #[error("the node is shutting down")]
     Stopped,
@@ -107,13 +115,24 @@ pub struct Status {
     pub relationships: HashMap<&'static str, usize>,
 }
 
-/// A connected peer.
+/// A peer the node is connected to, or knows from its DHT routing table.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Peer {
     /// Its peer id.
     pub peer_id: String,
-    /// The address of its first connection.
+    /// The address of its first connection; for a peer only known, its first known address.
     pub address: String,
+    /// Whether a connection is open.
+    pub connected: bool,
+}
+
+/// A peer found through the DHT.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Found {
+    /// Its peer id.
+    pub peer_id: String,
+    /// The addresses the DHT gave for it; the node dials them.
+    pub addresses: Vec<String>,
 }
 
 /// A request to the loop, with its one-shot reply.
@@ -121,8 +140,15 @@ pub struct Peer {
 pub enum Command {
     /// [`Status`].
     Status(oneshot::Sender<Status>),
-    /// Connected peers.
-    Peers(oneshot::Sender<Vec<Peer>>),
+    /// Connected peers, and with `all` the other peers of the DHT routing table.
+    Peers {
+        /// Include peers known but not connected.
+        all: bool,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Vec<Peer>>,
+    },
+    /// Find a peer by its id through the DHT alone, and dial it.
+    Find(PeerId, oneshot::Sender<Result<Found, Error>>),
     /// Dial an address.
     Connect(Multiaddr, oneshot::Sender<Result<(), Error>>),
     /// Sign, store and deliver a message.
@@ -219,6 +245,12 @@ pub struct Engine {
     delivered_tx: Option<mpsc::Sender<MessageId>>,
     /// The address of the first open connection to each connected peer.
     connected: HashMap<PeerId, Multiaddr>,
+    /// `rapport find` lookups in progress: the DHT query, the peer sought, who asked.
+    finds: HashMap<kad::QueryId, (PeerId, oneshot::Sender<Result<Found, Error>>)>,
+    /// Known peers dialled to keep the connection target, and when.
+    neighbour_dials: HashMap<PeerId, std::time::Instant>,
+    /// Connections to keep open.
+    target_peers: usize,
     /// When each unreachable recipient was last looked up in the DHT.
     lookups: HashMap<PeerId, std::time::Instant>,
 }
@@ -251,9 +283,11 @@ impl Engine {
         mut swarm: Swarm<Behaviour>,
         store: Arc<dyn Store>,
         identity: Identity,
-        network: &crate::config::Network,
+        config: &crate::config::Config,
         metrics: Arc<Metrics>,
     ) -> Result<(Engine, Handle), anyhow::Error> {
+        let network = &config.network;
+        let target_peers = config.target_peers as usize;
         let topics = Topics {
             offers: gossipsub::IdentTopic::new(network.offers_topic()),
             intents: gossipsub::IdentTopic::new(network.intents_topic()),
@@ -309,6 +343,9 @@ impl Engine {
             delivered_tx: None,
             lookups: HashMap::new(),
             connected: HashMap::new(),
+            finds: HashMap::new(),
+            neighbour_dials: HashMap::new(),
+            target_peers,
         };
         engine.update_gauges();
         Ok((engine, Handle(tx)))
@@ -326,6 +363,8 @@ impl Engine {
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         let mut tick = tokio::time::interval(OUTBOX_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut neighbours = tokio::time::interval(NEIGHBOUR_TICK);
+        neighbours.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -338,6 +377,7 @@ impl Engine {
                 Some(checked) = self.checked_rx.recv() => self.on_checked(checked),
                 event = self.swarm.select_next_some() => self.on_swarm(event),
                 Some(command) = self.commands.recv() => self.on_command(command),
+                _ = neighbours.tick() => self.keep_neighbours(),
                 _ = tick.tick() => {
                     self.send_due();
                     // Writes that promise nothing (receipts we hold, delivered outbox entries,
@@ -385,13 +425,31 @@ impl Engine {
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
-            Command::Peers(reply) => {
-                let peers = self
+            Command::Peers { all, reply } => {
+                let mut peers: Vec<Peer> = self
                     .connected
                     .iter()
-                    .map(|(p, a)| Peer { peer_id: p.to_string(), address: a.to_string() })
+                    .map(|(p, a)| Peer { peer_id: p.to_string(), address: a.to_string(), connected: true })
                     .collect();
+                if all {
+                    for (peer, address) in self.known_peers() {
+                        if !self.connected.contains_key(&peer) {
+                            let address = address.to_string();
+                            peers.push(Peer { peer_id: peer.to_string(), address, connected: false });
+                        }
+                    }
+                }
+                peers.sort_by(|a, b| (!a.connected, &a.peer_id).cmp(&(!b.connected, &b.peer_id)));
                 let _ = reply.send(peers);
+            }
+            Command::Find(peer, reply) => {
+                if peer == *self.swarm.local_peer_id() {
+                    let _ = reply.send(Err(Error::BadRequest("that is this node's own peer id".into())));
+                    return;
+                }
+                debug!(%peer, "looking up a peer in the DHT");
+                let query = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+                self.finds.insert(query, (peer, reply));
             }
             Command::Connect(addr, reply) => {
                 let result = self.swarm.dial(addr).map_err(|e| Error::BadRequest(format!("cannot dial: {e}")));
@@ -474,19 +532,17 @@ impl Engine {
                 debug!(%peer, "routing table updated");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
-                result: kad::QueryResult::GetClosestPeers(Ok(found)),
+                id,
+                result: kad::QueryResult::GetClosestPeers(result),
+                step,
                 ..
             })) => {
-                // A lookup for a recipient we could not dial: if the DHT knows where it is,
-                // its messages go now.
-                for info in found.peers {
-                    if self.lookups.contains_key(&info.peer_id) && !info.addrs.is_empty() {
-                        for address in info.addrs {
-                            self.swarm.add_peer_address(info.peer_id, address);
-                        }
-                        self.deliver_waiting(&info.peer_id);
-                    }
-                }
+                // A timed-out lookup still reports the peers it reached.
+                let found = match result {
+                    Ok(ok) => ok.peers,
+                    Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                };
+                self.on_closest_peers(id, step.last, found);
             }
             other => debug!(event = ?other, "swarm event"),
         }
@@ -652,6 +708,77 @@ impl Engine {
         }
     }
 
+    /// The answer to a DHT lookup: messages waiting for a peer found go now, and a
+    /// `rapport find` gets its answer when its query ends.
+    fn on_closest_peers(&mut self, query: kad::QueryId, last: bool, found: Vec<kad::PeerInfo>) {
+        for info in &found {
+            if self.lookups.contains_key(&info.peer_id) && !info.addrs.is_empty() {
+                for address in &info.addrs {
+                    self.swarm.add_peer_address(info.peer_id, address.clone());
+                }
+                self.deliver_waiting(&info.peer_id);
+            }
+        }
+        let Some((sought, _)) = self.finds.get(&query) else { return };
+        let sought = *sought;
+        let hit = found.into_iter().find(|info| info.peer_id == sought && !info.addrs.is_empty());
+        if hit.is_none() && !last {
+            return;
+        }
+        let Some((_, reply)) = self.finds.remove(&query) else { return };
+        let Some(info) = hit else {
+            let _ = reply.send(Err(Error::NotFound(format!("the DHT does not know peer {sought}"))));
+            return;
+        };
+        for address in &info.addrs {
+            self.swarm.add_peer_address(sought, address.clone());
+        }
+        if !self.connected.contains_key(&sought) {
+            if let Err(e) = self.swarm.dial(sought) {
+                debug!(peer = %sought, error = %e, "cannot dial a peer found in the DHT");
+            }
+        }
+        let addresses = info.addrs.iter().map(ToString::to_string).collect();
+        let _ = reply.send(Ok(Found { peer_id: sought.to_string(), addresses }));
+    }
+
+    /// Peers of the DHT routing table, each with its first address.
+    fn known_peers(&mut self) -> Vec<(PeerId, Multiaddr)> {
+        let mut known = Vec::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for entry in bucket.iter() {
+                if let Some(address) = entry.node.value.iter().next() {
+                    known.push((*entry.node.key.preimage(), address.clone()));
+                }
+            }
+        }
+        known
+    }
+
+    /// Dials known peers while the node has fewer connections than its target, each at most
+    /// once per [`REDIAL_INTERVAL`].
+    fn keep_neighbours(&mut self) {
+        let now = std::time::Instant::now();
+        self.neighbour_dials.retain(|_, at| now.duration_since(*at) < REDIAL_INTERVAL);
+        let missing = self.target_peers.saturating_sub(self.connected.len());
+        if missing == 0 {
+            return;
+        }
+        let candidates: Vec<PeerId> = self
+            .known_peers()
+            .into_iter()
+            .map(|(peer, _)| peer)
+            .filter(|peer| !self.connected.contains_key(peer) && !self.neighbour_dials.contains_key(peer))
+            .take(missing)
+            .collect();
+        for peer in candidates {
+            self.neighbour_dials.insert(peer, now);
+            if let Err(e) = self.swarm.dial(peer) {
+                debug!(%peer, error = %e, "cannot dial a known peer");
+            }
+        }
+    }
+
     /// Messages waiting for `peer` go now rather than at their next backoff.
     fn deliver_waiting(&mut self, peer: &PeerId) {
         let peer = peer.to_string();
@@ -777,9 +904,29 @@ pub fn start(
     for addr in listen {
         swarm.listen_on(addr.clone()).map_err(|e| network::Error::Transport(format!("listen on {addr}: {e}")))?;
     }
+    let local = *swarm.local_peer_id();
+    let mut routed = false;
     for addr in bootstrap {
+        // A bootstrap peer named by its id seeds the DHT's routing table; the network's own
+        // bootstrap node finds itself in the list and skips it.
+        if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+            if peer == local {
+                continue;
+            }
+            let mut address = addr.clone();
+            address.pop();
+            swarm.behaviour_mut().kad.add_address(&peer, address);
+            routed = true;
+        }
         if let Err(e) = swarm.dial(addr.clone()) {
             warn!(%addr, error = %e, "cannot dial bootstrap peer");
+        }
+    }
+    // Join the DHT: look up our own id through the bootstrap peers, which fills the routing
+    // table with our neighbours (Kademlia repeats this by itself every five minutes).
+    if routed {
+        if let Err(e) = swarm.behaviour_mut().kad.bootstrap() {
+            warn!(error = %e, "cannot join the DHT");
         }
     }
     Ok(())

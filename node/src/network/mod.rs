@@ -6,6 +6,7 @@
 //! different networks, and the IPFS DHT, never mix.
 
 pub mod codec;
+pub mod keep;
 
 use std::time::Duration;
 
@@ -75,6 +76,8 @@ mod behaviour {
         pub ping: ping::Behaviour,
         /// Local discovery, when the configuration turns it on.
         pub mdns: libp2p::swarm::behaviour::toggle::Toggle<mdns::tokio::Behaviour>,
+        /// Keeps up to `target_peers` connections open while idle.
+        pub keep: keep::Behaviour,
     }
 
     impl std::fmt::Debug for Behaviour {
@@ -134,6 +137,7 @@ impl Behaviour {
             identify,
             ping: ping::Behaviour::default(),
             mdns: mdns.into(),
+            keep: keep::Behaviour::new(config.target_peers as usize),
         })
     }
 }

@@ -56,12 +56,18 @@ impl Daemon {
     }
 
     pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// Starts the daemon with `extra` arguments after `run`'s usual ones.
+    pub fn start_with(&mut self, extra: &[&str]) {
         let listen = format!("/ip4/127.0.0.1/tcp/{}", self.port);
         let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
         let child = Command::new(BIN)
             .arg("--data-dir")
             .arg(&self.dir)
             .args(["run", "--listen", &listen, "--api", "127.0.0.1:0", "--mdns", "false"])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
