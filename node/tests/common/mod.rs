@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rapport");
+pub const BIN: &str = env!("CARGO_BIN_EXE_rapport");
 /// Longest wait for anything the daemons do.
 const PATIENCE: Duration = Duration::from_secs(30);
 
