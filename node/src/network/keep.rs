@@ -35,11 +35,6 @@ impl Behaviour {
         Behaviour { target, kept: HashSet::new() }
     }
 
-    /// How many connections are kept now.
-    pub fn kept(&self) -> usize {
-        self.kept.len()
-    }
-
     fn handler(&mut self, connection: ConnectionId) -> Handler {
         let keep = self.kept.len() < self.target;
         if keep {
