@@ -8,6 +8,7 @@
 //!   by the customer's node when a vendor sends one anyway (signed with its key, correctly
 //!   chained), with `consent-required`;
 //! - after closure, contact in that relationship is refused the same two ways, with `closed`.
+//!
 //! Neither refusal changes anything stored.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
