@@ -306,6 +306,8 @@ async fn export(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    // A node shutting down still shows its last figures.
+    let _ = s.handle.ask(Command::RefreshGauges).await;
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         crate::metrics::encode(&s.registry),

@@ -294,7 +294,14 @@ mod tests {
     #[test]
     fn only_a_live_process_naming_the_data_dir_counts_as_running() {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new("sleep").arg("30").arg(dir.path()).spawn().unwrap();
+        // A shell that waits, with the directory among its arguments (`$0`); the second
+        // command keeps it from replacing itself with `sleep`.
+        let mut child = Command::new("sh").args(["-c", "sleep 30; true"]).arg(dir.path()).spawn().unwrap();
+        // Until the child has exec'd, its command line is still ours.
+        let start = Instant::now();
+        while !running(child.id(), dir.path()) && start.elapsed() < PATIENCE {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert!(running(child.id(), dir.path()));
         assert!(!running(child.id(), &dir.path().join("other")), "another data dir: not ours");
         signal(child.id(), Signal::SIGKILL);

@@ -157,6 +157,9 @@ pub enum Command {
     Relationships(oneshot::Sender<Vec<Summary>>),
     /// The public offers and intents heard most recently (and our own), oldest first.
     Public(oneshot::Sender<Vec<Message>>),
+    /// Bring the gauges that cost a pass over every relationship up to date (before a scrape
+    /// of `/metrics`, rather than at every message).
+    RefreshGauges(oneshot::Sender<()>),
 }
 
 /// A handle for sending commands to the loop.
@@ -348,6 +351,7 @@ impl Engine {
             target_peers,
         };
         engine.update_gauges();
+        engine.metrics.set_relationships(&engine.relationships.by_phase());
         Ok((engine, Handle(tx)))
     }
 
@@ -472,6 +476,10 @@ impl Engine {
             }
             Command::Public(reply) => {
                 let _ = reply.send(self.public.iter().cloned().collect());
+            }
+            Command::RefreshGauges(reply) => {
+                self.metrics.set_relationships(&self.relationships.by_phase());
+                let _ = reply.send(());
             }
         }
     }
@@ -802,9 +810,10 @@ impl Engine {
         self.swarm.behaviour_mut().kad.get_closest_peers(peer);
     }
 
+    /// The outbox gauge; relationships by phase are counted when `/metrics` is read
+    /// ([`Command::RefreshGauges`]), not at every message.
     fn update_gauges(&self) {
         self.metrics.outbox.set(self.outbox.len() as i64);
-        self.metrics.set_relationships(&self.relationships.by_phase());
     }
 
     fn rejected(&self, code: Code) {
