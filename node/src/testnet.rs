@@ -171,7 +171,6 @@ fn spawn(up: &Up, name: &str, data_dir: &Path, listen: &[String]) -> anyhow::Res
         .arg("--listen")
         .arg(listen.join(","))
         .args(["--api", "127.0.0.1:0", "--mdns", if up.mdns { "true" } else { "false" }])
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,libp2p=warn".into()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
