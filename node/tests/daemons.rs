@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{json, pair, rapport, wait_for, Daemon};
+use common::{act, json, now_ms, pair, rapport, wait_for, Daemon};
 use rapport_node::client::{self, Client};
 use serde_json::Value;
 
@@ -106,18 +106,6 @@ fn the_api_wants_the_token_and_the_cli_explains_failures_in_one_line() {
     );
     assert_eq!(json(&node.dir, &["status"])["outbox"], 0);
     node.stop();
-}
-
-/// Runs `args` on `node` and waits until its outbox is empty, i.e. the other side holds the
-/// message and its receipt came back. Returns the new message's id.
-fn act(node: &Daemon, args: &[&str]) -> String {
-    let v = json(&node.dir, args);
-    wait_for("the receipt", || (json(&node.dir, &["status"])["outbox"] == 0).then_some(()));
-    v["id"].as_str().unwrap().to_owned()
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{json, Daemon};
+use common::{json, now_ms, verdict, Daemon};
 use ed25519_dalek::SigningKey;
 use rapport_node::client::Client;
 use rapport_node::probe::Probe;
@@ -14,27 +14,11 @@ use rapport_protocol::{
     Body, ClosureReceipt, Header, KeyId, Message, MessageId, Money, Offer, Payload, Price, PriceModel, RelationshipId,
 };
 
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
-}
-
 fn offer(key: &SigningKey, to: KeyId, rel: RelationshipId) -> Message {
-    let header = Header::opening(rel, KeyId::from_bytes(key.verifying_key().to_bytes()), to, now());
+    let header = Header::opening(rel, KeyId::from_bytes(key.verifying_key().to_bytes()), to, now_ms());
     let price = Price { model: PriceModel::Upfront, amount: Money::new("EUR", 100), metric: None, threshold: None };
     let body = Body::Offer(Offer { title: "Bike service".into(), description: String::new(), price, terms: None });
     Message::seal(Payload { header, body }, key).unwrap()
-}
-
-/// Opens the daemon's answer, checks who signed it, and returns its kind's verdict: `Ok(id)`
-/// for a receipt naming `id`, `Err(code)` for a problem report.
-fn verdict(answer: &[u8], daemon: KeyId) -> Result<MessageId, String> {
-    let m = Message::open(answer).expect("every answer is a valid signed envelope");
-    assert_eq!(m.header().from, daemon, "signed by the daemon");
-    match m.body() {
-        Body::Receipt(r) => Ok(r.message),
-        Body::ProblemReport(p) => Err(p.code.clone()),
-        other => panic!("unexpected answer {}", other.kind()),
-    }
 }
 
 #[test]
@@ -61,7 +45,7 @@ fn every_bad_message_gets_a_signed_problem_report_and_changes_nothing() {
     forged[last] ^= 0x01;
     let elsewhere = offer(&vendor, KeyId::from_bytes(SigningKey::from_bytes(&[9; 32]).verifying_key().to_bytes()), rel);
     let closure = {
-        let header = Header::opening(RelationshipId::from_bytes([8; 16]), good.header().from, daemon, now());
+        let header = Header::opening(RelationshipId::from_bytes([8; 16]), good.header().from, daemon, now_ms());
         let body = Body::ClosureReceipt(ClosureReceipt { statement: MessageId::from_bytes([1; 32]) });
         Message::seal(Payload { header, body }, &vendor).unwrap()
     };

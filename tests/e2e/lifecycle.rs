@@ -17,7 +17,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{json, rapport, wait_for, Daemon};
+use common::{act, json, now_ms, rapport, verdict, wait_for, Daemon};
 use ed25519_dalek::SigningKey;
 use rapport_node::probe::Probe;
 use rapport_protocol::{
@@ -28,17 +28,6 @@ use serde_json::Value;
 
 const PURPOSE: &str = "dpv:ServiceProvision";
 const CATEGORY: &str = "pd:Location";
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
-}
-
-/// Runs `args` on `node` and waits for the other side's receipt; returns the message id.
-fn act(node: &Daemon, args: &[&str]) -> String {
-    let v = json(&node.dir, args);
-    wait_for("the receipt", || (json(&node.dir, &["status"])["outbox"] == 0).then_some(()));
-    v["id"].as_str().unwrap().to_owned()
-}
 
 /// Runs `args` on `node`, expecting a refusal whose one-line reason names `code`.
 fn refused(node: &Daemon, args: &[&str], code: &str) {
@@ -103,15 +92,10 @@ fn sent_anyway(vendor: &mut Daemon, customer: &Daemon, rel: &str) -> String {
     let answer = runtime.block_on(probe.send(peer, message.bytes().to_vec())).unwrap();
     drop(probe);
     vendor.start();
-    let answer = Message::open(&answer).expect("a signed answer");
-    assert_eq!(answer.header().from, customer_key, "signed by the customer's node");
-    match answer.body() {
-        Body::ProblemReport(p) => {
-            assert_eq!(p.message, Some(message.id()), "the report names the message refused");
-            p.code.clone()
-        }
-        other => panic!("the customer's node accepted it: {}", other.kind()),
-    }
+    let code = verdict(&answer, customer_key).expect_err("the customer's node accepted it");
+    let Body::ProblemReport(report) = Message::open(&answer).unwrap().body().clone() else { unreachable!() };
+    assert_eq!(report.message, Some(message.id()), "the report names the message refused");
+    code
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! (one flush for every message that arrived meanwhile) and receipts go out only after the
 //! flush that covers their message.
 
+mod discovery;
 mod outbound;
 pub mod outbox;
 pub mod relationships;
@@ -430,31 +431,9 @@ impl Engine {
                 let _ = reply.send(self.status());
             }
             Command::Peers { all, reply } => {
-                let mut peers: Vec<Peer> = self
-                    .connected
-                    .iter()
-                    .map(|(p, a)| Peer { peer_id: p.to_string(), address: a.to_string(), connected: true })
-                    .collect();
-                if all {
-                    for (peer, address) in self.known_peers() {
-                        if !self.connected.contains_key(&peer) {
-                            let address = address.to_string();
-                            peers.push(Peer { peer_id: peer.to_string(), address, connected: false });
-                        }
-                    }
-                }
-                peers.sort_by(|a, b| (!a.connected, &a.peer_id).cmp(&(!b.connected, &b.peer_id)));
-                let _ = reply.send(peers);
+                let _ = reply.send(self.peers(all));
             }
-            Command::Find(peer, reply) => {
-                if peer == *self.swarm.local_peer_id() {
-                    let _ = reply.send(Err(Error::BadRequest("that is this node's own peer id".into())));
-                    return;
-                }
-                debug!(%peer, "looking up a peer in the DHT");
-                let query = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
-                self.finds.insert(query, (peer, reply));
-            }
+            Command::Find(peer, reply) => self.find(peer, reply),
             Command::Connect(addr, reply) => {
                 let result = self.swarm.dial(addr).map_err(|e| Error::BadRequest(format!("cannot dial: {e}")));
                 let _ = reply.send(result);
@@ -716,77 +695,6 @@ impl Engine {
         }
     }
 
-    /// The answer to a DHT lookup: messages waiting for a peer found go now, and a
-    /// `rapport find` gets its answer when its query ends.
-    fn on_closest_peers(&mut self, query: kad::QueryId, last: bool, found: Vec<kad::PeerInfo>) {
-        for info in &found {
-            if self.lookups.contains_key(&info.peer_id) && !info.addrs.is_empty() {
-                for address in &info.addrs {
-                    self.swarm.add_peer_address(info.peer_id, address.clone());
-                }
-                self.deliver_waiting(&info.peer_id);
-            }
-        }
-        let Some((sought, _)) = self.finds.get(&query) else { return };
-        let sought = *sought;
-        let hit = found.into_iter().find(|info| info.peer_id == sought && !info.addrs.is_empty());
-        if hit.is_none() && !last {
-            return;
-        }
-        let Some((_, reply)) = self.finds.remove(&query) else { return };
-        let Some(info) = hit else {
-            let _ = reply.send(Err(Error::NotFound(format!("the DHT does not know peer {sought}"))));
-            return;
-        };
-        for address in &info.addrs {
-            self.swarm.add_peer_address(sought, address.clone());
-        }
-        if !self.connected.contains_key(&sought) {
-            if let Err(e) = self.swarm.dial(sought) {
-                debug!(peer = %sought, error = %e, "cannot dial a peer found in the DHT");
-            }
-        }
-        let addresses = info.addrs.iter().map(ToString::to_string).collect();
-        let _ = reply.send(Ok(Found { peer_id: sought.to_string(), addresses }));
-    }
-
-    /// Peers of the DHT routing table, each with its first address.
-    fn known_peers(&mut self) -> Vec<(PeerId, Multiaddr)> {
-        let mut known = Vec::new();
-        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
-            for entry in bucket.iter() {
-                if let Some(address) = entry.node.value.iter().next() {
-                    known.push((*entry.node.key.preimage(), address.clone()));
-                }
-            }
-        }
-        known
-    }
-
-    /// Dials known peers while the node has fewer connections than its target, each at most
-    /// once per [`REDIAL_INTERVAL`].
-    fn keep_neighbours(&mut self) {
-        let now = std::time::Instant::now();
-        self.neighbour_dials.retain(|_, at| now.duration_since(*at) < REDIAL_INTERVAL);
-        let missing = self.target_peers.saturating_sub(self.connected.len());
-        if missing == 0 {
-            return;
-        }
-        let candidates: Vec<PeerId> = self
-            .known_peers()
-            .into_iter()
-            .map(|(peer, _)| peer)
-            .filter(|peer| !self.connected.contains_key(peer) && !self.neighbour_dials.contains_key(peer))
-            .take(missing)
-            .collect();
-        for peer in candidates {
-            self.neighbour_dials.insert(peer, now);
-            if let Err(e) = self.swarm.dial(peer) {
-                debug!(%peer, error = %e, "cannot dial a known peer");
-            }
-        }
-    }
-
     /// Messages waiting for `peer` go now rather than at their next backoff.
     fn deliver_waiting(&mut self, peer: &PeerId) {
         let peer = peer.to_string();
@@ -794,20 +702,6 @@ impl Engine {
         for id in waiting {
             self.deliver(id);
         }
-    }
-
-    /// Asks the DHT where `peer` is, at most once per [`LOOKUP_INTERVAL`].
-    fn look_up(&mut self, peer: PeerId) {
-        let now = std::time::Instant::now();
-        if self.lookups.get(&peer).is_some_and(|at| now.duration_since(*at) < LOOKUP_INTERVAL) {
-            return;
-        }
-        // Only peers with waiting messages are looked up, so the map is bounded by the outbox.
-        let waiting: HashSet<String> = self.outbox.values().map(|e| e.peer.clone()).collect();
-        self.lookups.retain(|p, _| waiting.contains(&p.to_string()));
-        self.lookups.insert(peer, now);
-        debug!(%peer, "looking up an unreachable recipient in the DHT");
-        self.swarm.behaviour_mut().kad.get_closest_peers(peer);
     }
 
     /// The outbox gauge; relationships by phase are counted when `/metrics` is read

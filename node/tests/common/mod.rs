@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use rapport_protocol::{Body, KeyId, Message, MessageId};
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rapport");
@@ -125,5 +126,30 @@ impl Drop for Daemon {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Runs `args` on `node` and waits until its outbox is empty, i.e. the other side holds the
+/// message and its receipt came back. Returns the new message's id.
+pub fn act(node: &Daemon, args: &[&str]) -> String {
+    let v = json(&node.dir, args);
+    wait_for("the receipt", || (json(&node.dir, &["status"])["outbox"] == 0).then_some(()));
+    v["id"].as_str().unwrap().to_owned()
+}
+
+/// Wall-clock time, Unix ms.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// Opens a daemon's answer on the wire, checks who signed it, and returns its verdict:
+/// `Ok(id)` for a receipt naming `id`, `Err(code)` for a problem report.
+pub fn verdict(answer: &[u8], daemon: KeyId) -> Result<MessageId, String> {
+    let m = Message::open(answer).expect("every answer is a valid signed envelope");
+    assert_eq!(m.header().from, daemon, "signed by the daemon");
+    match m.body() {
+        Body::Receipt(r) => Ok(r.message),
+        Body::ProblemReport(p) => Err(p.code.clone()),
+        other => panic!("unexpected answer {}", other.kind()),
     }
 }

@@ -1,0 +1,127 @@
+//! Finding peers (spec/node.md §2): DHT lookups, for `rapport find` and for recipients the
+//! node cannot dial, the peer list, and the neighbours kept up to `target_peers`.
+
+use std::collections::HashSet;
+
+use libp2p::{kad, Multiaddr, PeerId};
+use tokio::sync::oneshot;
+use tracing::debug;
+
+use super::{Engine, Error, Found, Peer, LOOKUP_INTERVAL, REDIAL_INTERVAL};
+
+impl Engine {
+    /// Connected peers and, with `all`, the routing table's other peers: connected first,
+    /// each group by peer id.
+    pub(super) fn peers(&mut self, all: bool) -> Vec<Peer> {
+        let mut peers: Vec<Peer> = self
+            .connected
+            .iter()
+            .map(|(p, a)| Peer { peer_id: p.to_string(), address: a.to_string(), connected: true })
+            .collect();
+        if all {
+            for (peer, address) in self.known_peers() {
+                if !self.connected.contains_key(&peer) {
+                    peers.push(Peer { peer_id: peer.to_string(), address: address.to_string(), connected: false });
+                }
+            }
+        }
+        peers.sort_by(|a, b| (!a.connected, &a.peer_id).cmp(&(!b.connected, &b.peer_id)));
+        peers
+    }
+
+    /// Starts a DHT lookup of `peer` for `rapport find`; [`Engine::on_closest_peers`] answers.
+    pub(super) fn find(&mut self, peer: PeerId, reply: oneshot::Sender<Result<Found, Error>>) {
+        if peer == *self.swarm.local_peer_id() {
+            let _ = reply.send(Err(Error::BadRequest("that is this node's own peer id".into())));
+            return;
+        }
+        debug!(%peer, "looking up a peer in the DHT");
+        let query = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+        self.finds.insert(query, (peer, reply));
+    }
+
+    /// The answer to a DHT lookup: messages waiting for a peer found go now, and a
+    /// `rapport find` gets its answer when its query ends.
+    pub(super) fn on_closest_peers(&mut self, query: kad::QueryId, last: bool, found: Vec<kad::PeerInfo>) {
+        for info in &found {
+            if self.lookups.contains_key(&info.peer_id) && !info.addrs.is_empty() {
+                for address in &info.addrs {
+                    self.swarm.add_peer_address(info.peer_id, address.clone());
+                }
+                self.deliver_waiting(&info.peer_id);
+            }
+        }
+        let Some((sought, _)) = self.finds.get(&query) else { return };
+        let sought = *sought;
+        let hit = found.into_iter().find(|info| info.peer_id == sought && !info.addrs.is_empty());
+        if hit.is_none() && !last {
+            return;
+        }
+        let Some((_, reply)) = self.finds.remove(&query) else { return };
+        let Some(info) = hit else {
+            let _ = reply.send(Err(Error::NotFound(format!("the DHT does not know peer {sought}"))));
+            return;
+        };
+        for address in &info.addrs {
+            self.swarm.add_peer_address(sought, address.clone());
+        }
+        if !self.connected.contains_key(&sought) {
+            if let Err(e) = self.swarm.dial(sought) {
+                debug!(peer = %sought, error = %e, "cannot dial a peer found in the DHT");
+            }
+        }
+        let addresses = info.addrs.iter().map(ToString::to_string).collect();
+        let _ = reply.send(Ok(Found { peer_id: sought.to_string(), addresses }));
+    }
+
+    /// Peers of the DHT routing table, each with its first address.
+    pub(super) fn known_peers(&mut self) -> Vec<(PeerId, Multiaddr)> {
+        let mut known = Vec::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for entry in bucket.iter() {
+                if let Some(address) = entry.node.value.iter().next() {
+                    known.push((*entry.node.key.preimage(), address.clone()));
+                }
+            }
+        }
+        known
+    }
+
+    /// Dials known peers while the node has fewer connections than its target, each at most
+    /// once per [`REDIAL_INTERVAL`].
+    pub(super) fn keep_neighbours(&mut self) {
+        let now = std::time::Instant::now();
+        self.neighbour_dials.retain(|_, at| now.duration_since(*at) < REDIAL_INTERVAL);
+        let missing = self.target_peers.saturating_sub(self.connected.len());
+        if missing == 0 {
+            return;
+        }
+        let candidates: Vec<PeerId> = self
+            .known_peers()
+            .into_iter()
+            .map(|(peer, _)| peer)
+            .filter(|peer| !self.connected.contains_key(peer) && !self.neighbour_dials.contains_key(peer))
+            .take(missing)
+            .collect();
+        for peer in candidates {
+            self.neighbour_dials.insert(peer, now);
+            if let Err(e) = self.swarm.dial(peer) {
+                debug!(%peer, error = %e, "cannot dial a known peer");
+            }
+        }
+    }
+
+    /// Asks the DHT where `peer` is, at most once per [`LOOKUP_INTERVAL`].
+    pub(super) fn look_up(&mut self, peer: PeerId) {
+        let now = std::time::Instant::now();
+        if self.lookups.get(&peer).is_some_and(|at| now.duration_since(*at) < LOOKUP_INTERVAL) {
+            return;
+        }
+        // Only peers with waiting messages are looked up, so the map is bounded by the outbox.
+        let waiting: HashSet<String> = self.outbox.values().map(|e| e.peer.clone()).collect();
+        self.lookups.retain(|p, _| waiting.contains(&p.to_string()));
+        self.lookups.insert(peer, now);
+        debug!(%peer, "looking up an unreachable recipient in the DHT");
+        self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+    }
+}
