@@ -15,11 +15,8 @@
 #[path = "../../node/tests/common/mod.rs"]
 mod common;
 
-use std::path::Path;
-
-use common::{act, json, now_ms, rapport, verdict, wait_for, Daemon};
+use common::{act, json, key_of, now_ms, rapport, verdict, wait_for, Daemon, Wire};
 use ed25519_dalek::SigningKey;
-use rapport_node::probe::Probe;
 use rapport_protocol::{
     Body, Category, DataShare, Digest32, Header, KeyId, Message, MessageId, Payload, Purpose, RelationshipId,
     ShareContent,
@@ -43,11 +40,9 @@ fn log_ids(node: &Daemon, rel: &str) -> Vec<String> {
     json(&node.dir, &["log", rel]).as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect()
 }
 
-/// A data share from the vendor of `vendor_dir` in relationship `rel`, signed with its key
-/// and chained after its last message, as a vendor whose node did not check would send it.
-fn share_sent_anyway(vendor_dir: &Path, vendor_log: &Value, customer: KeyId, rel: &str) -> Message {
-    let hex_key = std::fs::read_to_string(vendor_dir.join("key")).unwrap();
-    let key = SigningKey::from_bytes(&hex::decode(hex_key.trim()).unwrap().try_into().unwrap());
+/// A data share signed with the vendor's `key` in relationship `rel`, chained after its last
+/// message in `vendor_log`, as a vendor whose node did not check would send it.
+fn share_sent_anyway(key: &SigningKey, vendor_log: &Value, customer: KeyId, rel: &str) -> Message {
     let me = KeyId::from_bytes(key.verifying_key().to_bytes());
     let entries = vendor_log.as_array().unwrap();
     let mine = entries.iter().filter(|m| m["from"] == me.to_hex().as_str()).max_by_key(|m| m["seq"].as_u64()).unwrap();
@@ -72,25 +67,18 @@ fn share_sent_anyway(vendor_dir: &Path, vendor_log: &Value, customer: KeyId, rel
         media_type: "application/json".into(),
         size: data.len() as u64,
     });
-    Message::seal(Payload { header, body }, &key).unwrap()
+    Message::seal(Payload { header, body }, key).unwrap()
 }
 
 /// Stops `vendor`, sends `customer` a message built from the vendor's log with the vendor's
 /// key, and returns the problem code of the customer's signed answer; restarts the vendor.
 fn sent_anyway(vendor: &mut Daemon, customer: &Daemon, rel: &str) -> String {
     let vendor_log = json(&vendor.dir, &["log", rel]);
-    let id = json(&customer.dir, &["id"]);
-    let customer_key = KeyId::from_hex(id["key_id"].as_str().unwrap()).unwrap();
-    let peer = id["peer_id"].as_str().unwrap().parse().unwrap();
-    let message = share_sent_anyway(&vendor.dir, &vendor_log, customer_key, rel);
-    let hex_key = std::fs::read_to_string(vendor.dir.join("key")).unwrap();
-    let keypair = libp2p::identity::Keypair::ed25519_from_bytes(hex::decode(hex_key.trim()).unwrap()).unwrap();
+    let key = key_of(vendor);
+    let customer_key = KeyId::from_hex(&customer.key()).unwrap();
+    let message = share_sent_anyway(&key, &vendor_log, customer_key, rel);
     vendor.stop();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let mut probe = Probe::new(keypair, "/rapport/local/msg/1").unwrap();
-    runtime.block_on(probe.connect(customer.addr().parse().unwrap(), peer)).unwrap();
-    let answer = runtime.block_on(probe.send(peer, message.bytes().to_vec())).unwrap();
-    drop(probe);
+    let answer = Wire::connect(customer, &key).send(message.bytes().to_vec());
     vendor.start();
     let code = verdict(&answer, customer_key).expect_err("the customer's node accepted it");
     let Body::ProblemReport(report) = Message::open(&answer).unwrap().body().clone() else { unreachable!() };

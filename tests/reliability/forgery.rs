@@ -21,26 +21,16 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{json, now_ms, verdict, Daemon};
+use common::{json, now_ms, offer, verdict, Daemon, Wire};
 use ed25519_dalek::SigningKey;
 use rapport_node::client::Client;
-use rapport_node::probe::Probe;
-use rapport_protocol::{
-    Body, Header, KeyId, Message, Money, Offer, Payload, Price, PriceModel, RelationshipId, Timestamp,
-};
+use rapport_protocol::{Body, Header, Message, Money, Offer, Payload, Price, PriceModel, RelationshipId};
 use serde_json::Value;
 
 /// Copies of one message sent.
 const REPEATS: usize = 1_000;
 /// Copies in flight at once.
 const IN_FLIGHT: usize = 32;
-
-fn offer(key: &SigningKey, to: KeyId, rel: RelationshipId, created_at: Timestamp) -> Message {
-    let header = Header::opening(rel, KeyId::from_bytes(key.verifying_key().to_bytes()), to, created_at);
-    let price = Price { model: PriceModel::Upfront, amount: Money::new("EUR", 100), metric: None, threshold: None };
-    let body = Body::Offer(Offer { title: "Bike service".into(), description: String::new(), price, terms: None });
-    Message::seal(Payload { header, body }, key).unwrap()
-}
 
 /// The invalid vectors: (file name, envelope bytes, expected problem code).
 fn invalid_vectors() -> Vec<(String, Vec<u8>, String)> {
@@ -71,16 +61,9 @@ fn replays_and_forgeries_are_refused_with_their_codes_and_change_nothing() {
     let root = tempfile::tempdir().unwrap();
     let mut customer = Daemon::init(root.path(), "customer");
     customer.start();
-    let id = json(&customer.dir, &["id"]);
-    let daemon = KeyId::from_hex(id["key_id"].as_str().unwrap()).unwrap();
-    let peer = id["peer_id"].as_str().unwrap().parse().unwrap();
-
     let vendor = SigningKey::from_bytes(&[42; 32]);
-    let keypair = libp2p::identity::Keypair::ed25519_from_bytes(vendor.to_bytes()).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let mut probe = Probe::new(keypair, "/rapport/local/msg/1").unwrap();
-    runtime.block_on(probe.connect(customer.addr().parse().unwrap(), peer)).unwrap();
-    let ask = |probe: &mut Probe, frame: Vec<u8>| verdict(&runtime.block_on(probe.send(peer, frame)).unwrap(), daemon);
+    let mut wire = Wire::connect(&customer, &vendor);
+    let (daemon, peer) = (wire.daemon, wire.peer);
     // Rows of the table: case, messages sent, the answer every one of them got.
     let mut rows: Vec<(String, usize, String)> = Vec::new();
 
@@ -92,9 +75,9 @@ fn replays_and_forgeries_are_refused_with_their_codes_and_change_nothing() {
         // The probe's own codec will not write an oversized frame; it announces its length,
         // which is all the daemon reads of it before answering.
         let got = if bytes.len() > rapport_protocol::cbor::MAX_MESSAGE_SIZE {
-            verdict(&runtime.block_on(probe.announce(peer, bytes.len())).unwrap(), daemon)
+            verdict(&wire.runtime.block_on(wire.probe.announce(peer, bytes.len())).unwrap(), daemon)
         } else {
-            ask(&mut probe, bytes.clone())
+            wire.ask(bytes.clone())
         };
         assert_eq!(got, Err(code.clone()), "{name}");
         *by_code.entry(code.clone()).or_default() += 1;
@@ -108,8 +91,8 @@ fn replays_and_forgeries_are_refused_with_their_codes_and_change_nothing() {
     let minute = 60_000;
     let ahead = offer(&vendor, daemon, RelationshipId::from_bytes([1; 16]), now_ms() + 6 * minute);
     let old = offer(&vendor, daemon, RelationshipId::from_bytes([2; 16]), now_ms() - 31 * 24 * 60 * minute);
-    assert_eq!(ask(&mut probe, ahead.bytes().to_vec()), Err("clock-skew".into()), "6 minutes ahead");
-    assert_eq!(ask(&mut probe, old.bytes().to_vec()), Err("clock-skew".into()), "31 days old");
+    assert_eq!(wire.ask(ahead.bytes().to_vec()), Err("clock-skew".into()), "6 minutes ahead");
+    assert_eq!(wire.ask(old.bytes().to_vec()), Err("clock-skew".into()), "31 days old");
     rows.push(("created 6 min ahead, or 31 days ago".into(), 2, "clock-skew".into()));
     assert_eq!(json(&customer.dir, &["relationships"]), serde_json::json!([]), "nothing stored");
 
@@ -118,7 +101,7 @@ fn replays_and_forgeries_are_refused_with_their_codes_and_change_nothing() {
     let good = offer(&vendor, daemon, rel_a, now_ms());
     let frames = vec![good.bytes().to_vec(); REPEATS];
     let started = std::time::Instant::now();
-    let answers = runtime.block_on(probe.send_all(peer, frames, IN_FLIGHT));
+    let answers = wire.runtime.block_on(wire.probe.send_all(peer, frames, IN_FLIGHT));
     let took = started.elapsed();
     let receipts = answers.iter().filter(|a| verdict(a.as_ref().unwrap(), daemon) == Ok(good.id())).count();
     assert_eq!(receipts, REPEATS, "each copy is answered with the receipt of the one message");
@@ -136,7 +119,7 @@ fn replays_and_forgeries_are_refused_with_their_codes_and_change_nothing() {
     // its predecessor.
     let rel_b = RelationshipId::from_bytes([8; 16]);
     let open_b = offer(&vendor, daemon, rel_b, now_ms());
-    assert_eq!(ask(&mut probe, open_b.bytes().to_vec()), Ok(open_b.id()));
+    assert_eq!(wire.ask(open_b.bytes().to_vec()), Ok(open_b.id()));
     let mut header = Header::opening(rel_b, open_b.header().from, daemon, now_ms());
     header.seq = 2;
     header.prev = Some(good.id());
@@ -144,13 +127,13 @@ fn replays_and_forgeries_are_refused_with_their_codes_and_change_nothing() {
     let body = Body::Offer(Offer { title: "Cheaper".into(), description: String::new(), price, terms: None });
     let crossed = Message::seal(Payload { header, body }, &vendor).unwrap();
     let before_b = json(&customer.dir, &["log", &rel_b.to_hex()]);
-    assert_eq!(ask(&mut probe, crossed.bytes().to_vec()), Err("fork".into()));
+    assert_eq!(wire.ask(crossed.bytes().to_vec()), Err("fork".into()));
     assert_eq!(json(&customer.dir, &["log", &rel_b.to_hex()]), before_b, "nothing stored in B");
     assert_eq!(json(&customer.dir, &["log", &rel_a.to_hex()]), log, "nothing changed in A");
     rows.push(("prev names a message of another relationship".into(), 1, "fork".into()));
 
     // The daemon counted what it refused, by code, and received two messages in all.
-    let metrics = runtime.block_on(Client::for_data_dir(&customer.dir).unwrap().get_text("/metrics")).unwrap();
+    let metrics = wire.runtime.block_on(Client::for_data_dir(&customer.dir).unwrap().get_text("/metrics")).unwrap();
     let mut expected: BTreeMap<String, u64> = by_code.iter().map(|(c, n)| (c.clone(), *n as u64)).collect();
     *expected.entry("clock-skew".into()).or_default() += 2;
     *expected.entry("fork".into()).or_default() += 1;

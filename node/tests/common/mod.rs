@@ -6,7 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use rapport_protocol::{Body, KeyId, Message, MessageId};
+use ed25519_dalek::SigningKey;
+use libp2p::PeerId;
+use rapport_node::probe::Probe;
+use rapport_protocol::{
+    Body, Header, KeyId, Message, MessageId, Money, Offer, Payload, Price, PriceModel, RelationshipId, Timestamp,
+};
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rapport");
@@ -151,5 +156,54 @@ pub fn verdict(answer: &[u8], daemon: KeyId) -> Result<MessageId, String> {
         Body::Receipt(r) => Ok(r.message),
         Body::ProblemReport(p) => Err(p.code.clone()),
         other => panic!("unexpected answer {}", other.kind()),
+    }
+}
+
+/// An upfront offer of `key` to `to`, opening `rel`, created at `created_at`.
+pub fn offer(key: &SigningKey, to: KeyId, rel: RelationshipId, created_at: Timestamp) -> Message {
+    let header = Header::opening(rel, KeyId::from_bytes(key.verifying_key().to_bytes()), to, created_at);
+    let price = Price { model: PriceModel::Upfront, amount: Money::new("EUR", 100), metric: None, threshold: None };
+    let body = Body::Offer(Offer { title: "Bike service".into(), description: String::new(), price, terms: None });
+    Message::seal(Payload { header, body }, key).unwrap()
+}
+
+/// The signing key in a node's data directory.
+pub fn key_of(node: &Daemon) -> SigningKey {
+    let hex_key = std::fs::read_to_string(node.dir.join("key")).unwrap();
+    SigningKey::from_bytes(&hex::decode(hex_key.trim()).unwrap().try_into().unwrap())
+}
+
+/// A raw peer with `key`'s identity, speaking only the message protocol, connected to a
+/// running daemon.
+pub struct Wire {
+    pub runtime: tokio::runtime::Runtime,
+    pub probe: Probe,
+    /// The daemon's peer id.
+    pub peer: PeerId,
+    /// The daemon's key id: every answer must be signed with it.
+    pub daemon: KeyId,
+}
+
+impl Wire {
+    pub fn connect(node: &Daemon, key: &SigningKey) -> Wire {
+        let id = json(&node.dir, &["id"]);
+        let daemon = KeyId::from_hex(id["key_id"].as_str().unwrap()).unwrap();
+        let peer: PeerId = id["peer_id"].as_str().unwrap().parse().unwrap();
+        let keypair = libp2p::identity::Keypair::ed25519_from_bytes(key.to_bytes()).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let mut probe = Probe::new(keypair, "/rapport/local/msg/1").unwrap();
+        runtime.block_on(probe.connect(node.addr().parse().unwrap(), peer)).unwrap();
+        Wire { runtime, probe, peer, daemon }
+    }
+
+    /// Sends one frame and returns the daemon's answer.
+    pub fn send(&mut self, frame: Vec<u8>) -> Vec<u8> {
+        self.runtime.block_on(self.probe.send(self.peer, frame)).unwrap()
+    }
+
+    /// Sends one frame and returns the [`verdict`] of the answer.
+    pub fn ask(&mut self, frame: Vec<u8>) -> Result<MessageId, String> {
+        let answer = self.send(frame);
+        verdict(&answer, self.daemon)
     }
 }
