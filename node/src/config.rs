@@ -19,6 +19,8 @@ pub const API_FILE: &str = "api";
 pub const DB_DIR: &str = "db";
 /// Name of the log store's directory (`store = "log"`, the default).
 pub const LOG_DIR: &str = "log";
+/// Name of the file the running daemon holds an exclusive lock on, with its pid inside.
+pub const LOCK_FILE: &str = "lock";
 
 /// Connections a node keeps open unless configured otherwise.
 pub const DEFAULT_TARGET_PEERS: u32 = 32;

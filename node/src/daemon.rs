@@ -3,7 +3,7 @@
 //! shutdown stops accepting, flushes and closes.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use libp2p::Multiaddr;
@@ -11,7 +11,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tracing::info;
 
-use crate::config::{Config, StoreKind, API_FILE};
+use crate::config::{Config, StoreKind, API_FILE, LOCK_FILE};
 use crate::engine::{self, Engine};
 use crate::identity;
 use crate::metrics::Metrics;
@@ -24,6 +24,46 @@ struct ApiFile(PathBuf);
 impl Drop for ApiFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// An exclusive `flock` on the data directory's `lock` file, held while the daemon runs: a
+/// second daemon on the same directory would write the same store. The kernel releases it when
+/// the process ends, however it ends, so a daemon killed with SIGKILL leaves nothing to clean up.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl DataDirLock {
+    /// Takes the lock on `data_dir`, or says which process holds it.
+    pub fn take(data_dir: &Path) -> anyhow::Result<DataDirLock> {
+        use std::io::Write as _;
+
+        let path = data_dir.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        let mut lock = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                let pid = pid.trim();
+                anyhow::bail!(
+                    "another rapport daemon{} is running on {}",
+                    if pid.is_empty() { String::new() } else { format!(" (pid {pid})") },
+                    data_dir.display()
+                );
+            }
+            Err((_, e)) => anyhow::bail!("cannot lock {}: {e}", path.display()),
+        };
+        lock.set_len(0)?;
+        write!(lock, "{}", std::process::id())?;
+        Ok(DataDirLock { _lock: lock })
     }
 }
 
@@ -57,6 +97,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 
 /// Runs the node of `config` until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let _lock = DataDirLock::take(&config.data_dir)?;
     let identity = identity::load(&config.data_dir)?;
     let token = identity::load_token(&config.data_dir)?;
     let listen = addrs(&config.listen, "listen")?;

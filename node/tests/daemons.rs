@@ -105,6 +105,16 @@ fn the_api_wants_the_token_and_the_cli_explains_failures_in_one_line() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(json(&node.dir, &["status"])["outbox"], 0);
+
+    // A second daemon on the same data directory would write the same store: refused, in one
+    // line naming the first one's pid, and the first one runs on.
+    let out = rapport(&node.dir, &["run", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("another rapport daemon (pid ") && err.contains("is running on"), "{err}");
+    assert_eq!(std::fs::read_to_string(node.dir.join("api")).unwrap(), api, "the api file is the first one's");
+    assert_eq!(status(token.trim()), 200);
     node.stop();
 }
 

@@ -65,10 +65,17 @@ impl Daemon {
         self.start_with(&[]);
     }
 
-    /// Starts the daemon with `extra` arguments after `run`'s usual ones.
+    /// Starts the daemon with `extra` arguments after `run`'s usual ones, and waits until its
+    /// API answers.
     pub fn start_with(&mut self, extra: &[&str]) {
+        self.spawn_with(extra);
+        self.wait_ready();
+    }
+
+    /// Starts the daemon without waiting for it: it may still be opening its store.
+    pub fn spawn_with(&mut self, extra: &[&str]) {
         let listen = format!("/ip4/127.0.0.1/tcp/{}", self.port);
-        let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).unwrap();
         let child = Command::new(BIN)
             .arg("--data-dir")
             .arg(&self.dir)
@@ -80,9 +87,26 @@ impl Daemon {
             .spawn()
             .unwrap();
         self.child = Some(child);
+    }
+
+    /// Waits until the daemon's API answers. After a SIGKILL the `api` file of the killed
+    /// process is still there, naming a dead port, until the new process replaces it.
+    pub fn wait_ready(&mut self) {
         let api = self.dir.join("api");
         wait_for("the api file", || api.exists().then_some(()));
-        wait_for("the API", || rapport(&self.dir, &["status"]).status.success().then_some(()));
+        wait_for("the API", || {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("daemon exited with {status}; see {}", self.dir.join("daemon.log").display());
+            }
+            rapport(&self.dir, &["status"]).status.success().then_some(())
+        });
+    }
+
+    /// SIGKILL: the process ends wherever it is, with no chance to flush or clean up.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     /// SIGTERM, then wait for a clean exit.
