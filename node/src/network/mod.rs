@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod keep;
+pub mod pending;
 
 use std::time::Duration;
 
@@ -31,6 +32,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most incoming connections being set up at once.
 pub const MAX_PENDING_INCOMING: u32 = 64;
+/// Inbound connections still in their handshake from any one IP address ([`pending`]): one
+/// host cannot take more than this of the [`MAX_PENDING_INCOMING`] slots.
+pub const MAX_PENDING_PER_IP: usize = 8;
 /// Largest gossiped message: a public offer or intent, signed.
 pub const MAX_GOSSIP_SIZE: usize = rapport_protocol::cbor::MAX_MESSAGE_SIZE + 1024;
 
@@ -61,6 +65,7 @@ mod behaviour {
     #[derive(NetworkBehaviour)]
     pub struct Behaviour {
         /// Caps on established and pending connections.
+        pub pending: pending::Behaviour,
         pub limits: connection_limits::Behaviour,
         /// Refuses new connections when the process uses too much memory.
         pub memory: memory_connection_limits::Behaviour,
@@ -129,6 +134,7 @@ impl Behaviour {
             None
         };
         Ok(Behaviour {
+            pending: pending::Behaviour::new(MAX_PENDING_PER_IP),
             limits: connection_limits::Behaviour::new(limits),
             memory: memory_connection_limits::Behaviour::with_max_percentage(config.max_memory_fraction),
             messages,

@@ -81,7 +81,7 @@ impl Daemon {
             .arg(&self.dir)
             .args(["run", "--listen", &listen, "--api", "127.0.0.1:0", "--mdns", "false"])
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or("info".into()))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -100,6 +100,11 @@ impl Daemon {
             }
             rapport(&self.dir, &["status"]).status.success().then_some(())
         });
+    }
+
+    /// The running daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
     }
 
     /// SIGKILL: the process ends wherever it is, with no chance to flush or clean up.
