@@ -109,6 +109,11 @@ fn replays_and_forgeries_are_refused_with_their_codes_and_change_nothing() {
     let stored = log.as_array().unwrap().iter().filter(|m| m["id"] == good.id().to_hex().as_str()).count();
     assert_eq!(stored, 1, "stored once");
     assert_eq!(log.as_array().unwrap().len(), 2, "the offer and the daemon's own receipt, nothing else");
+    // Every copy gets the very receipt the daemon stored, so the sender holds the same record.
+    let stored_receipt = log.as_array().unwrap().iter().find(|m| m["kind"] == "receipt").unwrap()["envelope"].clone();
+    let distinct: std::collections::BTreeSet<&Vec<u8>> = answers.iter().map(|a| a.as_ref().unwrap()).collect();
+    assert_eq!(distinct.len(), 1, "{} different receipts for one message", distinct.len());
+    assert_eq!(hex::encode(distinct.first().unwrap()), stored_receipt.as_str().unwrap(), "the stored receipt");
     rows.push((
         format!("one offer sent {REPEATS} times, {IN_FLIGHT} in flight"),
         REPEATS,

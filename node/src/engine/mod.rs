@@ -600,7 +600,7 @@ impl Engine {
                 // Already held, but perhaps not yet durable: its receipt waits for the next group
                 // commit like any other.
                 Ok(None) => {
-                    let receipt = self.receipt(&m);
+                    let receipt = self.stored_receipt(&m).unwrap_or_else(|| self.receipt(&m));
                     self.unwritten.push(Pending::Receipt(channel, receipt, None));
                     return;
                 }
@@ -653,7 +653,18 @@ impl Engine {
         Ok(Some(receipt.map(|r| r.bytes().to_vec()).unwrap_or_default()))
     }
 
-    /// Our signed receipt for `m`, as bytes to send.
+    /// The receipt this node stored when it first accepted `m`. A repeat is answered with it,
+    /// not with a new one, so that both parties hold the same signed record (spec/node.md §3)
+    /// and no signature is made twice.
+    fn stored_receipt(&self, m: &Message) -> Option<Vec<u8>> {
+        let rel = self.relationships.get(&m.header().relationship?)?;
+        let me = self.identity.key_id();
+        rel.acknowledgements()
+            .find(|a| a.header().from == me && matches!(a.body(), Body::Receipt(r) if r.message == m.id()))
+            .map(|a| a.bytes().to_vec())
+    }
+
+    /// A new signed receipt for `m`, as bytes to send.
     fn receipt(&self, m: &Message) -> Vec<u8> {
         self.sealed_receipt(m).map(|r| r.bytes().to_vec()).unwrap_or_default()
     }
