@@ -1,3 +1,9 @@
-//! Many-node Rapport simulations over the real protocol core and node stack.
+//! Rapport simulations over the real protocol core and node code.
 //!
-//! Not built yet: a workspace member so that the layout of `DESIGN.md` holds from the start.
+//! - [`dst`]: deterministic simulation of delivery, the outbox and relationship state under
+//!   partitions, crashes and torn logs, over many seeds (issue #6).
+//!
+//! Many-node market simulations over libp2p (issue #5) will live beside it.
+#![deny(missing_docs)]
+
+pub mod dst;
