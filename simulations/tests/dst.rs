@@ -80,7 +80,7 @@ fn a_seed_replays_exactly() {
 /// power fails: some seed must show it, or the durability check could not fail.
 #[test]
 fn a_receipt_before_the_flush_is_caught() {
-    let config = Config::new().with_faults(Faults { receipt_before_flush: true, ..Faults::default() });
+    let config = Config::new().with_faults(Faults { receipt_before_flush: true });
     let caught = (0..300u64).find_map(|seed| dst::run(seed, &config).err());
     let v = caught.expect("no seed in 0..300 caught receipts sent before the flush");
     println!("caught: {v}");
