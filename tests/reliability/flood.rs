@@ -53,6 +53,8 @@ const P99_LIMIT: Duration = Duration::from_secs(1);
 /// How long a slow sender or an idle stream may wait to be cut off; the daemon's own request
 /// timeout is 10 s.
 const CUT_OFF: Duration = Duration::from_secs(40);
+/// Stream openings a held connection queues before its callers wait.
+const OPEN_QUEUE: usize = 1024;
 /// How long the stream flood waits for each stream to be taken.
 const OPEN_WAIT: Duration = Duration::from_secs(15);
 const PROTOCOL: &str = "/rapport/local/msg/1";
@@ -80,13 +82,13 @@ async fn dial(addr: Multiaddr) -> io::Result<StreamMuxerBox> {
 /// A connection held open by a task that drives its muxer: it opens streams on request, drops
 /// the streams the daemon opens, and ends when the daemon closes the connection.
 struct Held {
-    open: mpsc::UnboundedSender<oneshot::Sender<io::Result<SubstreamBox>>>,
+    open: mpsc::Sender<oneshot::Sender<io::Result<SubstreamBox>>>,
     task: JoinHandle<()>,
 }
 
 impl Held {
     fn new(mut muxer: StreamMuxerBox) -> Held {
-        let (open, mut requests) = mpsc::unbounded_channel::<oneshot::Sender<io::Result<SubstreamBox>>>();
+        let (open, mut requests) = mpsc::channel::<oneshot::Sender<io::Result<SubstreamBox>>>(OPEN_QUEUE);
         let task = tokio::spawn(async move {
             let mut waiting = VecDeque::new();
             futures::future::poll_fn(|cx| {
@@ -125,7 +127,7 @@ impl Held {
     /// A new stream with the message protocol negotiated (multistream-select 1.0).
     async fn stream(&self) -> io::Result<SubstreamBox> {
         let (tx, rx) = oneshot::channel();
-        self.open.send(tx).map_err(|_| io::Error::other("connection closed"))?;
+        self.open.send(tx).await.map_err(|_| io::Error::other("connection closed"))?;
         let mut stream = rx.await.map_err(|_| io::Error::other("connection closed"))??;
         let lines = ["/multistream/1.0.0\n".to_owned(), format!("{PROTOCOL}\n")];
         let mut out = Vec::new();
