@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target of rapport-protocol (protocol/fuzz) for FUZZ_SECONDS seconds
-# each (default 5), after seeding each target's corpus from the spec's test vectors:
+# Runs every cargo-fuzz target of rapport-protocol (protocol/fuzz) and of rapport-node
+# (node/fuzz) for FUZZ_SECONDS seconds each (default 5), after seeding each target's corpus:
 #   envelope <- every `cose_hex`, payload <- every `payload_hex`,
-#   log      <- every sequence file's `messages`, as 4-byte big-endian length + envelope records.
+#   log      <- every sequence file's `messages`, as 4-byte big-endian length + envelope records,
+#   bundle, api, config <- node/fuzz/seeds/<target>/ (checked in, written from the vectors by
+#              node/fuzz/examples/seeds.rs); config also <- networks/*.toml.
+# Both fuzz workspaces build into one target directory, so that what they share
+# (rapport-protocol, libFuzzer, the crypto and serde crates) is compiled once.
 # Exits non-zero if any target crashes (the crashing input is left in
-# protocol/fuzz/artifacts/<target>/) or fails to build.
+# <crate>/fuzz/artifacts/<target>/) or fails to build.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 seconds="${FUZZ_SECONDS:-5}"
+target_dir="$root/target/fuzz"
 targets=(envelope payload log)
+node_targets=(bundle config api)
 
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
@@ -66,13 +72,31 @@ PY
 failed=()
 for t in "${targets[@]}"; do
     echo "fuzz.sh: running $t for ${seconds}s" >&2
-    if ! cargo +nightly fuzz run "$t" "fuzz/corpus/$t" -- -max_total_time="$seconds"; then
-        failed+=("$t")
+    if ! cargo +nightly fuzz run --target-dir "$target_dir" "$t" "fuzz/corpus/$t" -- -max_total_time="$seconds"; then
+        failed+=("protocol/$t")
+    fi
+done
+
+cd "$root/node"
+for t in "${node_targets[@]}"; do
+    mkdir -p "fuzz/corpus/$t"
+    echo "fuzz.sh: $t: $(find "fuzz/seeds/$t" -type f | wc -l) seeds in node/fuzz/seeds/$t" >&2
+done
+for f in "$root"/networks/*.toml; do
+    cp "$f" "fuzz/corpus/config/network-$(basename "$f")"
+done
+
+for t in "${node_targets[@]}"; do
+    echo "fuzz.sh: running $t for ${seconds}s" >&2
+    # New inputs go to the first directory, the corpus; the seeds stay as checked in.
+    if ! cargo +nightly fuzz run --target-dir "$target_dir" "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" \
+        -- -max_total_time="$seconds"; then
+        failed+=("node/$t")
     fi
 done
 
 if ((${#failed[@]})); then
-    echo "fuzz.sh: failed: ${failed[*]} (crashing inputs in protocol/fuzz/artifacts/)" >&2
+    echo "fuzz.sh: failed: ${failed[*]} (crashing inputs in <crate>/fuzz/artifacts/)" >&2
     exit 1
 fi
 echo "fuzz.sh: all targets ran ${seconds}s without a crash" >&2

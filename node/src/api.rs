@@ -10,11 +10,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rapport_protocol::{Body, KeyId, Kind, Message, RelationshipId};
+use rapport_protocol::Message;
 use serde::{Deserialize, Serialize};
 
+pub use self::requests::{ConnectRequest, FindRequest, SendRequest};
 use crate::engine::{self, Command, Draft, Handle};
 use crate::store::Store;
+
+pub mod requests;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -76,6 +79,16 @@ impl From<engine::Error> for ApiError {
             engine::Error::Store(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             engine::Error::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
         }
+    }
+}
+
+impl From<requests::Error> for ApiError {
+    fn from(e: requests::Error) -> ApiError {
+        let status = match e {
+            requests::Error::UnknownKind(_) => StatusCode::NOT_FOUND,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.to_string())
     }
 }
 
@@ -149,53 +162,15 @@ async fn peers(State(s): State<AppState>, Query(q): Query<PeersQuery>) -> ApiRes
     Ok(Json(s.handle.ask(|reply| Command::Peers { all: q.all, reply }).await?))
 }
 
-/// Body of `POST /v1/find`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct FindRequest {
-    /// The peer id sought.
-    pub peer_id: String,
-}
-
 async fn find(State(s): State<AppState>, Json(req): Json<FindRequest>) -> ApiResult<engine::Found> {
-    let peer = req.peer_id.parse().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad peer id: {e}")))?;
+    let peer = req.peer()?;
     Ok(Json(s.handle.ask(|tx| Command::Find(peer, tx)).await??))
 }
 
-/// Body of `POST /v1/connect`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ConnectRequest {
-    /// A multiaddr, with or without `/p2p/<peer id>`.
-    pub address: String,
-}
-
 async fn connect(State(s): State<AppState>, Json(req): Json<ConnectRequest>) -> ApiResult<serde_json::Value> {
-    let addr =
-        req.address.parse().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad multiaddr: {e}")))?;
+    let addr = req.multiaddr()?;
     s.handle.ask(|tx| Command::Connect(addr, tx)).await??;
     Ok(Json(serde_json::json!({ "dialing": req.address })))
-}
-
-/// Body of `POST /v1/send/{kind}`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SendRequest {
-    /// The relationship (hex); absent to open one (with `to`) or to publish (without).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub relationship: Option<String>,
-    /// The recipient's key id (hex), to open a relationship.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
-    /// The body of the kind, as spec §5 defines it; ids and digests as hex text.
-    pub body: serde_json::Value,
-}
-
-fn key(hex: &str) -> Result<KeyId, ApiError> {
-    KeyId::from_hex(hex)
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("{hex:?} is not a 64-digit hex key id")))
-}
-
-fn relationship_id(hex: &str) -> Result<RelationshipId, ApiError> {
-    RelationshipId::from_hex(hex)
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("{hex:?} is not a 32-digit hex relationship id")))
 }
 
 /// Signs, stores and sends (or publishes) a message of `kind`.
@@ -204,16 +179,8 @@ async fn send(
     Path(kind): Path<String>,
     Json(req): Json<SendRequest>,
 ) -> ApiResult<engine::Submitted> {
-    let kind: Kind = kind
-        .parse()
-        .map_err(|e: rapport_protocol::message::Error| ApiError::new(StatusCode::NOT_FOUND, e.to_string()))?;
-    let body = Body::deserialize_kind(kind, &req.body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{kind} body: {e}")))?;
-    let draft = Draft {
-        relationship: req.relationship.as_deref().map(relationship_id).transpose()?,
-        to: req.to.as_deref().map(key).transpose()?,
-        body,
-    };
+    let requests::Outgoing { relationship, to, body } = req.check(&kind)?;
+    let draft = Draft { relationship, to, body };
     Ok(Json(s.handle.ask(|tx| Command::Send(Box::new(draft), tx)).await??))
 }
 
@@ -270,7 +237,7 @@ pub struct LogEntry {
 }
 
 async fn log(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Vec<LogEntry>> {
-    let rel = relationship_id(&id)?;
+    let rel = requests::relationship_id(&id)?;
     let stored =
         s.store.relationship(&rel).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     if stored.is_empty() {
@@ -294,7 +261,7 @@ async fn log(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Vec
 
 /// The relationship as a portable bundle (spec/node.md §7).
 async fn export(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<crate::bundle::Bundle> {
-    let rel = relationship_id(&id)?;
+    let rel = requests::relationship_id(&id)?;
     let stored =
         s.store.relationship(&rel).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let summaries = s.handle.ask(Command::Relationships).await?;

@@ -52,7 +52,7 @@ pub enum Error {
 }
 
 /// What a verified bundle establishes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
     /// Relationship id, hex.
     pub relationship: String,
@@ -64,6 +64,13 @@ pub struct Report {
     pub acknowledgements: usize,
     /// Every message id, hex, sorted.
     pub ids: Vec<String>,
+}
+
+/// Checks a bundle file's bytes, as `rapport verify FILE` does: UTF-8 JSON, then
+/// [`Bundle::parse`] and [`Bundle::verify`].
+pub fn verify_file(bytes: &[u8]) -> Result<Report, Error> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Error::Format(e.to_string()))?;
+    Bundle::parse(text)?.verify()
 }
 
 impl Bundle {
@@ -168,6 +175,7 @@ mod tests {
         let text = serde_json::to_string_pretty(&b).unwrap();
         let back = Bundle::parse(&text).unwrap();
         let report = back.verify().unwrap();
+        assert_eq!(verify_file(text.as_bytes()).unwrap(), report);
         assert_eq!((report.chained, report.acknowledgements, report.phase.as_str()), (1, 1, "proposed"));
         assert_eq!(report.ids.len(), 2);
     }
@@ -189,6 +197,7 @@ mod tests {
         dropped.manifest.ids.pop();
         assert!(matches!(dropped.verify(), Err(Error::Manifest(_))));
         assert!(matches!(Bundle::parse("{}"), Err(Error::Format(_))));
+        assert!(matches!(verify_file(b"{\"format\": \"\xff\"}"), Err(Error::Format(_))));
         let mut other = good;
         other.format = "rapport-export/9".into();
         assert!(matches!(Bundle::parse(&serde_json::to_string(&other).unwrap()), Err(Error::Format(_))));

@@ -804,8 +804,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Testnet { action } => testnet(action, cli.json),
         Command::Verify { file } => {
-            let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let report = crate::bundle::Bundle::parse(&text)?.verify()?;
+            let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let report = crate::bundle::verify_file(&bytes)?;
             if cli.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

@@ -124,7 +124,12 @@ impl Layer {
     /// Reads a layer from a TOML file.
     pub fn from_file(path: &Path) -> Result<Layer, Error> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.into(), source })?;
-        toml::from_str(&text).map_err(|e| Error::Parse { path: path.into(), detail: e.message().to_owned() })
+        Layer::parse(&text, path)
+    }
+
+    /// Parses a layer from the TOML text of the file at `path` (named in errors only).
+    pub fn parse(text: &str, path: &Path) -> Result<Layer, Error> {
+        toml::from_str(text).map_err(|e| Error::Parse { path: path.into(), detail: e.message().to_owned() })
     }
 }
 
@@ -267,7 +272,21 @@ impl Config {
     /// `data_dir` (if present) over the network profile over the defaults.
     pub fn load(data_dir: &Path, overrides: Layer) -> Result<Config, Error> {
         let file_path = data_dir.join(CONFIG_FILE);
-        let file = if file_path.exists() { Layer::from_file(&file_path)? } else { Layer::default() };
+        let text = if file_path.exists() {
+            Some(std::fs::read_to_string(&file_path).map_err(|source| Error::Read { path: file_path, source })?)
+        } else {
+            None
+        };
+        Config::resolve(data_dir, overrides, text.as_deref())
+    }
+
+    /// What [`Config::load`] does once it has read `config.toml` (`file`, its text, or `None`
+    /// without one): parses the file, resolves the layers and checks the result.
+    pub fn resolve(data_dir: &Path, overrides: Layer, file: Option<&str>) -> Result<Config, Error> {
+        let file = match file {
+            Some(text) => Layer::parse(text, &data_dir.join(CONFIG_FILE))?,
+            None => Layer::default(),
+        };
         let above_profile = overrides.or(file);
         let name = above_profile.network.clone().or(defaults().network).unwrap_or_default();
         let network = Network::named(&name)?;
@@ -365,13 +384,24 @@ mod tests {
         let testnet = Network::named("testnet").unwrap();
         assert!(testnet.mdns);
         assert_eq!(testnet.bootstrap.len(), 1);
-        // The published bootstrap key is the one behind the bootstrap address's peer id.
+    }
+
+    /// The published bootstrap key is the one behind the bootstrap address's peer id.
+    #[cfg(feature = "daemon")]
+    #[test]
+    fn the_testnet_bootstrap_key_matches_its_address() {
+        let testnet = Network::named("testnet").unwrap();
         let node = testnet.bootstrap_node.clone().unwrap();
         let key: [u8; 32] = hex::decode(&node.key).unwrap().try_into().unwrap();
         let identity = crate::identity::Identity::from_key(ed25519_dalek::SigningKey::from_bytes(&key)).unwrap();
         let address: libp2p::Multiaddr = testnet.bootstrap[0].parse().unwrap();
         assert_eq!(address.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(identity.peer_id())));
         assert!(node.listen.iter().any(|l| testnet.bootstrap[0].starts_with(l.as_str())), "{node:?}");
+    }
+
+    #[test]
+    fn profiles_fill_in_below_the_file() {
+        let testnet = Network::named("testnet").unwrap();
         // Below the file, the profile fills in what the file leaves out.
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(CONFIG_FILE), "network = \"testnet\"\n").unwrap();

@@ -1,0 +1,151 @@
+//! The control API's request bodies (spec/node.md §5) and the checks a handler makes before it
+//! hands a request to the engine. Kept apart from the HTTP server so that they build without
+//! axum or tokio: the `api` fuzz target (`node/fuzz/`) drives these functions, and the handlers
+//! call exactly them. Peer ids and multiaddrs are libp2p's to parse, so those two checks come
+//! with the `daemon` feature; the fuzz target reads their request bodies only.
+
+use rapport_protocol::{Body, KeyId, Kind, RelationshipId};
+use serde::{Deserialize, Serialize};
+
+/// Why a request is refused before it reaches the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The path names no message kind; the route does not exist (HTTP 404).
+    #[error(transparent)]
+    UnknownKind(rapport_protocol::message::Error),
+    /// The body does not have the kind's schema (spec/protocol.md §5); fix the named field.
+    #[error("{kind} body: {detail}")]
+    Body {
+        /// The kind the path names.
+        kind: Kind,
+        /// What is wrong with the body.
+        detail: String,
+    },
+    /// A relationship id that is not 32 hex digits.
+    #[error("{0:?} is not a 32-digit hex relationship id")]
+    RelationshipId(String),
+    /// A key id that is not 64 hex digits.
+    #[error("{0:?} is not a 64-digit hex key id")]
+    KeyId(String),
+    /// Not a libp2p peer id.
+    #[error("bad peer id: {0}")]
+    PeerId(String),
+    /// Not a multiaddr.
+    #[error("bad multiaddr: {0}")]
+    Multiaddr(String),
+}
+
+/// Body of `POST /v1/find`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FindRequest {
+    /// The peer id sought.
+    pub peer_id: String,
+}
+
+#[cfg(feature = "daemon")]
+impl FindRequest {
+    /// The peer sought.
+    pub fn peer(&self) -> Result<libp2p::PeerId, Error> {
+        self.peer_id.parse::<libp2p::PeerId>().map_err(|e| Error::PeerId(e.to_string()))
+    }
+}
+
+/// Body of `POST /v1/connect`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ConnectRequest {
+    /// A multiaddr, with or without `/p2p/<peer id>`.
+    pub address: String,
+}
+
+#[cfg(feature = "daemon")]
+impl ConnectRequest {
+    /// The address to dial.
+    pub fn multiaddr(&self) -> Result<libp2p::Multiaddr, Error> {
+        self.address.parse().map_err(|e: libp2p::multiaddr::Error| Error::Multiaddr(e.to_string()))
+    }
+}
+
+/// Body of `POST /v1/send/{kind}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SendRequest {
+    /// The relationship (hex); absent to open one (with `to`) or to publish (without).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relationship: Option<String>,
+    /// The recipient's key id (hex), to open a relationship.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The body of the kind, as spec §5 defines it; ids and digests as hex text.
+    pub body: serde_json::Value,
+}
+
+/// A send request, checked: what the engine is asked to sign, store and send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The relationship; `None` opens one or publishes.
+    pub relationship: Option<RelationshipId>,
+    /// The recipient, to open a relationship.
+    pub to: Option<KeyId>,
+    /// The typed body.
+    pub body: Body,
+}
+
+impl SendRequest {
+    /// Checks the request for a message of `kind` (the path's `{kind}`): the kind, then the
+    /// body's schema, then the ids. The body's own rules (lengths, ranges) are checked when the
+    /// engine seals it.
+    pub fn check(&self, kind: &str) -> Result<Outgoing, Error> {
+        let kind: Kind = kind.parse().map_err(Error::UnknownKind)?;
+        let body = Body::deserialize_kind(kind, &self.body).map_err(|e| Error::Body { kind, detail: e.to_string() })?;
+        Ok(Outgoing {
+            relationship: self.relationship.as_deref().map(relationship_id).transpose()?,
+            to: self.to.as_deref().map(key_id).transpose()?,
+            body,
+        })
+    }
+}
+
+/// A relationship id from its hex form (a request body's or a path's).
+pub fn relationship_id(hex: &str) -> Result<RelationshipId, Error> {
+    RelationshipId::from_hex(hex).ok_or_else(|| Error::RelationshipId(hex.into()))
+}
+
+/// A key id from its hex form.
+pub fn key_id(hex: &str) -> Result<KeyId, Error> {
+    KeyId::from_hex(hex).ok_or_else(|| Error::KeyId(hex.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_checked_in_order_and_named() {
+        let req = |body: serde_json::Value| serde_json::from_value::<SendRequest>(body).unwrap();
+        let offer = serde_json::json!({
+            "title": "Bike",
+            "description": "",
+            "price": { "model": "upfront", "amount": { "currency": "EUR", "minor_units": 100 } }
+        });
+        let to = "ab".repeat(32);
+        let ok = req(serde_json::json!({ "to": to, "body": offer })).check("offer").unwrap();
+        assert_eq!((ok.relationship, ok.to, ok.body.kind()), (None, KeyId::from_hex(&to), Kind::Offer));
+        let unknown = req(serde_json::json!({ "body": offer })).check("offers");
+        assert!(matches!(unknown, Err(Error::UnknownKind(_))), "{unknown:?}");
+        let wrong = req(serde_json::json!({ "body": offer })).check("intent");
+        assert!(matches!(wrong, Err(Error::Body { kind: Kind::Intent, .. })), "{wrong:?}");
+        let rel = req(serde_json::json!({ "relationship": "xyz", "to": "00", "body": offer })).check("offer");
+        assert!(matches!(rel, Err(Error::RelationshipId(r)) if r == "xyz"));
+        let key = req(serde_json::json!({ "to": "00", "body": offer })).check("offer");
+        assert!(matches!(key, Err(Error::KeyId(k)) if k == "00"));
+    }
+
+    #[cfg(feature = "daemon")]
+    #[test]
+    fn peer_ids_and_addresses_are_parsed() {
+        let peer = FindRequest { peer_id: "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN".into() };
+        assert!(peer.peer().is_ok());
+        assert!(matches!(FindRequest { peer_id: "nope".into() }.peer(), Err(Error::PeerId(_))));
+        assert!(ConnectRequest { address: "/ip4/127.0.0.1/tcp/4710".into() }.multiaddr().is_ok());
+        assert!(matches!(ConnectRequest { address: "ip4".into() }.multiaddr(), Err(Error::Multiaddr(_))));
+    }
+}
