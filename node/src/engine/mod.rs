@@ -6,6 +6,7 @@
 //! flush that covers their message.
 
 mod discovery;
+mod inbound;
 mod outbound;
 pub mod outbox;
 pub mod relationships;
@@ -19,15 +20,11 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify, kad, mdns, Multiaddr, PeerId, Swarm};
-use rapport_protocol::relationship::Policy;
-use rapport_protocol::{
-    Body, Code, Event, HasCode as _, Header, KeyId, Message, MessageId, Payload, ProblemReport, Receipt,
-    RelationshipId, Timestamp,
-};
+use rapport_protocol::{Body, Code, KeyId, Message, MessageId, RelationshipId, Timestamp};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{debug, info, warn};
 
-use crate::identity::{self, Identity};
+use crate::identity::Identity;
 use crate::metrics::{CodeLabel, Metrics};
 use crate::network::codec::{Envelope, Refused, Request, Response};
 use crate::network::{self, Behaviour, BehaviourEvent};
@@ -582,37 +579,6 @@ impl Engine {
         });
     }
 
-    /// A peer's message, opened by the codec: stored and receipted after the next flush, or
-    /// answered at once with a problem report.
-    fn on_request(&mut self, peer: PeerId, opened: Result<Message, Refused>, channel: ResponseChannel<Response>) {
-        let answer = match opened {
-            Err(Refused { id, error }) => {
-                self.rejected(error.code());
-                self.problem(&peer, None, error.code(), &error.to_string(), Some(id))
-            }
-            Ok(m) => match self.accept(&m) {
-                Ok(Some(receipt)) => {
-                    self.metrics.received.inc();
-                    self.update_gauges();
-                    self.unwritten.push(Pending::Receipt(channel, receipt, m.header().relationship));
-                    return;
-                }
-                // Already held, but perhaps not yet durable: its receipt waits for the next group
-                // commit like any other.
-                Ok(None) => {
-                    let receipt = self.stored_receipt(&m).unwrap_or_else(|| self.receipt(&m));
-                    self.unwritten.push(Pending::Receipt(channel, receipt, None));
-                    return;
-                }
-                Err((code, detail)) => {
-                    self.rejected(code);
-                    self.problem(&peer, m.header().relationship, code, &detail, Some(m.id()))
-                }
-            },
-        };
-        self.respond(channel, answer);
-    }
-
     fn on_checked(&mut self, checked: Checked) {
         match checked {
             Checked::Public { opened } => match opened {
@@ -625,84 +591,6 @@ impl Engine {
                 Ok(m) => debug!(kind = %m.kind(), "gossiped message that is not public; ignored"),
                 Err(e) => debug!(error = %e, "invalid gossiped message; ignored"),
             },
-        }
-    }
-
-    /// Applies and stores a peer's verified message. `Ok(Some(receipt))`: stored, the receipt
-    /// waits for the flush; `Ok(None)`: already held, answer with a receipt at once.
-    fn accept(&mut self, m: &Message) -> Result<Option<Vec<u8>>, (Code, String)> {
-        let me = self.identity.key_id();
-        if m.header().to != Some(me) {
-            return Err((Code::WrongRecipient, "the message is not addressed to this node".into()));
-        }
-        let events = self.relationships.apply(m, now(), Policy::LIVE).map_err(|e| (e.code(), e.to_string()))?;
-        if events.iter().any(|e| matches!(e, Event::Duplicate { .. })) {
-            return Ok(None);
-        }
-        let rel = m.header().relationship;
-        let receipt = self.sealed_receipt(m);
-        // Written by the next group commit, before the receipt goes out.
-        self.writes.push(Write::Message { relationship: rel, id: m.id(), bytes: m.bytes_arc() });
-        // Our own receipt belongs to the relationship's record too.
-        if let (Some(r), Some(_)) = (&receipt, rel) {
-            if let Err(e) = self.relationships.apply(r, now(), Policy::LIVE) {
-                warn!(error = %e, "own receipt refused by the state machine");
-            }
-            self.writes.push(Write::Message { relationship: rel, id: r.id(), bytes: r.bytes_arc() });
-        }
-        Ok(Some(receipt.map(|r| r.bytes().to_vec()).unwrap_or_default()))
-    }
-
-    /// The receipt this node stored when it first accepted `m`. A repeat is answered with it,
-    /// not with a new one, so that both parties hold the same signed record (spec/node.md §3)
-    /// and no signature is made twice.
-    fn stored_receipt(&self, m: &Message) -> Option<Vec<u8>> {
-        let rel = self.relationships.get(&m.header().relationship?)?;
-        let me = self.identity.key_id();
-        rel.acknowledgements()
-            .find(|a| a.header().from == me && matches!(a.body(), Body::Receipt(r) if r.message == m.id()))
-            .map(|a| a.bytes().to_vec())
-    }
-
-    /// A new signed receipt for `m`, as bytes to send.
-    fn receipt(&self, m: &Message) -> Vec<u8> {
-        self.sealed_receipt(m).map(|r| r.bytes().to_vec()).unwrap_or_default()
-    }
-
-    /// Our signed receipt for `m`. Sealing checks it as opening would, so it need not be
-    /// opened again before it is applied and stored.
-    fn sealed_receipt(&self, m: &Message) -> Option<Message> {
-        let h = Header::ack(m.header().relationship, self.identity.key_id(), m.header().from, now());
-        let body = Body::Receipt(Receipt { message: m.id() });
-        match Message::seal(Payload { header: h, body }, &self.identity.key) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                warn!(error = %e, "cannot sign a receipt");
-                None
-            }
-        }
-    }
-
-    /// Our signed problem report to `peer`.
-    fn problem(
-        &self,
-        peer: &PeerId,
-        rel: Option<RelationshipId>,
-        code: Code,
-        text: &str,
-        message: Option<MessageId>,
-    ) -> Vec<u8> {
-        let to = identity::key_of(peer).unwrap_or(KeyId::from_bytes([0; 32]));
-        let h = Header::ack(rel, self.identity.key_id(), to, now());
-        let mut text = text.to_owned();
-        text.truncate(1000);
-        let body = Body::ProblemReport(ProblemReport { code: code.as_str().into(), message, text });
-        match Message::seal(Payload { header: h, body }, &self.identity.key) {
-            Ok(r) => r.bytes().to_vec(),
-            Err(e) => {
-                warn!(error = %e, "cannot sign a problem report");
-                Vec::new()
-            }
         }
     }
 
