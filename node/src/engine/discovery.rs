@@ -111,6 +111,40 @@ impl Engine {
         }
     }
 
+    /// The connection manager: above [`high_water`] connected peers, closes the connections of
+    /// the peers unused longest until [`target_peers`](crate::config::Config::target_peers)
+    /// remain. Spared: peers that connected or exchanged a message within the grace period
+    /// ([`TRIM_GRACE`](super::TRIM_GRACE)), peers
+    /// with a message of ours waiting, and our gossip mesh.
+    ///
+    /// Without it a node never lets a connection go: the gossip streams libp2p opens on every
+    /// connection count as activity, so each DHT query's connection stayed open for good, and a
+    /// node of a 200-node network ended up connected to nearly all the others.
+    pub(super) fn trim(&mut self) {
+        let high = high_water(self.target_peers);
+        if self.connected.len() <= high {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let waiting: HashSet<&str> = self.outbox.values().map(|e| e.peer.as_str()).collect();
+        let mesh: HashSet<PeerId> = self.swarm.behaviour().gossipsub.all_mesh_peers().copied().collect();
+        let mut idle: Vec<(std::time::Instant, PeerId)> = self
+            .connected
+            .keys()
+            .filter(|p| !mesh.contains(p) && !waiting.contains(p.to_string().as_str()))
+            .filter_map(|p| {
+                let at = self.active.get(p).copied().unwrap_or(now);
+                (now.duration_since(at) >= self.trim_grace).then_some((at, *p))
+            })
+            .collect();
+        idle.sort();
+        let excess = self.connected.len() - self.target_peers;
+        for (_, peer) in idle.into_iter().take(excess) {
+            debug!(%peer, "trimming an unused connection");
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
     /// Asks the DHT where `peer` is, at most once per [`LOOKUP_INTERVAL`].
     pub(super) fn look_up(&mut self, peer: PeerId) {
         let now = std::time::Instant::now();
@@ -123,5 +157,21 @@ impl Engine {
         self.lookups.insert(peer, now);
         debug!(%peer, "looking up an unreachable recipient in the DHT");
         self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+    }
+}
+
+/// Connected peers above which the connection manager trims: twice the target, and at least 16
+/// more, so that a node's relationship peers and DHT queries have room.
+pub(super) fn high_water(target: usize) -> usize {
+    target.saturating_mul(2).max(target + 16)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn high_water_leaves_room_above_the_target() {
+        assert_eq!(super::high_water(4), 20);
+        assert_eq!(super::high_water(32), 64);
+        assert_eq!(super::high_water(0), 16);
     }
 }

@@ -10,7 +10,7 @@ use rapport_protocol::{
 };
 use tracing::warn;
 
-use super::{now, Engine, Pending};
+use super::{Engine, Pending};
 use crate::identity;
 use crate::network::codec::{Refused, Response};
 use crate::store::Write;
@@ -59,7 +59,7 @@ impl Engine {
         if m.header().to != Some(me) {
             return Err((Code::WrongRecipient, "the message is not addressed to this node".into()));
         }
-        let events = self.relationships.apply(m, now(), Policy::LIVE).map_err(|e| (e.code(), e.to_string()))?;
+        let events = self.relationships.apply(m, self.now(), Policy::LIVE).map_err(|e| (e.code(), e.to_string()))?;
         if events.iter().any(|e| matches!(e, Event::Duplicate { .. })) {
             return Ok(None);
         }
@@ -69,7 +69,7 @@ impl Engine {
         self.writes.push(Write::Message { relationship: rel, id: m.id(), bytes: m.bytes_arc() });
         // Our own receipt belongs to the relationship's record too.
         if let (Some(r), Some(_)) = (&receipt, rel) {
-            if let Err(e) = self.relationships.apply(r, now(), Policy::LIVE) {
+            if let Err(e) = self.relationships.apply(r, self.now(), Policy::LIVE) {
                 warn!(error = %e, "own receipt refused by the state machine");
             }
             self.writes.push(Write::Message { relationship: rel, id: r.id(), bytes: r.bytes_arc() });
@@ -96,7 +96,7 @@ impl Engine {
     /// Our signed receipt for `m`. Sealing checks it as opening would, so it need not be
     /// opened again before it is applied and stored.
     pub(super) fn sealed_receipt(&self, m: &Message) -> Option<Message> {
-        let h = Header::ack(m.header().relationship, self.identity.key_id(), m.header().from, now());
+        let h = Header::ack(m.header().relationship, self.identity.key_id(), m.header().from, self.now());
         let body = Body::Receipt(Receipt { message: m.id() });
         match Message::seal(Payload { header: h, body }, &self.identity.key) {
             Ok(r) => Some(r),
@@ -117,7 +117,7 @@ impl Engine {
         message: Option<MessageId>,
     ) -> Vec<u8> {
         let to = identity::key_of(peer).unwrap_or(KeyId::from_bytes([0; 32]));
-        let h = Header::ack(rel, self.identity.key_id(), to, now());
+        let h = Header::ack(rel, self.identity.key_id(), to, self.now());
         let mut text = text.to_owned();
         text.truncate(1000);
         let body = Body::ProblemReport(ProblemReport { code: code.as_str().into(), message, text });

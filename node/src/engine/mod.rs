@@ -45,6 +45,8 @@ pub const OUTBOX_TICK: Duration = Duration::from_millis(200);
 pub const NEIGHBOUR_TICK: Duration = Duration::from_secs(5);
 /// A known peer that could not be reached is dialled again to keep the target after this long.
 pub const REDIAL_INTERVAL: Duration = Duration::from_secs(60);
+/// A peer that exchanged a message, or connected, this recently is never trimmed.
+pub const TRIM_GRACE: Duration = Duration::from_secs(60);
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +195,12 @@ pub fn now() -> Timestamp {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Timestamp).unwrap_or(0)
 }
 
+/// Where the engine reads the time it signs into headers, checks messages against and schedules
+/// retries by, Unix ms. The daemon uses [`now`]; a simulation gives its own, so that a year of
+/// relationships passes in minutes. Timers of the loop itself (the outbox tick, redials, DHT
+/// lookups) stay on the runtime's clock.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
 /// Where a message of ours sits: its relationship and `seq` (none for public messages).
 type Place = Option<(RelationshipId, u64)>;
 
@@ -244,6 +252,7 @@ pub struct Engine {
     public: VecDeque<Message>,
     metrics: Arc<Metrics>,
     delivered_tx: Option<mpsc::Sender<MessageId>>,
+    clock: Clock,
     /// The address of the first open connection to each connected peer.
     connected: HashMap<PeerId, Multiaddr>,
     /// `rapport find` lookups in progress: the DHT query, the peer sought, who asked.
@@ -254,6 +263,10 @@ pub struct Engine {
     target_peers: usize,
     /// When each unreachable recipient was last looked up in the DHT.
     lookups: HashMap<PeerId, std::time::Instant>,
+    /// When each connected peer last connected or exchanged a message with us: the connection
+    /// manager trims the longest unused first.
+    active: HashMap<PeerId, std::time::Instant>,
+    trim_grace: Duration,
 }
 
 /// The gossip topics of the node's network.
@@ -342,10 +355,13 @@ impl Engine {
             public: VecDeque::new(),
             metrics,
             delivered_tx: None,
+            clock: Arc::new(now),
             lookups: HashMap::new(),
             connected: HashMap::new(),
             finds: HashMap::new(),
             neighbour_dials: HashMap::new(),
+            active: HashMap::new(),
+            trim_grace: TRIM_GRACE,
             target_peers,
         };
         engine.update_gauges();
@@ -358,6 +374,22 @@ impl Engine {
     /// fit in the channel are dropped, never waited for.
     pub fn notify_delivered(&mut self, tx: mpsc::Sender<MessageId>) {
         self.delivered_tx = Some(tx);
+    }
+
+    /// Reads the time from `clock` instead of the system clock (see [`Clock`]).
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    /// Spares peers used within `grace` from the connection manager, instead of [`TRIM_GRACE`]
+    /// (a simulation whose minute is days of its scenario wants a shorter one).
+    pub fn set_trim_grace(&mut self, grace: Duration) {
+        self.trim_grace = grace;
+    }
+
+    /// The time, Unix ms, by the engine's [`Clock`].
+    fn now(&self) -> Timestamp {
+        (self.clock)()
     }
 
     /// Runs until `shutdown` resolves, then stops accepting, finishes the flush in progress
@@ -379,7 +411,10 @@ impl Engine {
                 Some(checked) = self.checked_rx.recv() => self.on_checked(checked),
                 event = self.swarm.select_next_some() => self.on_swarm(event),
                 Some(command) = self.commands.recv() => self.on_command(command),
-                _ = neighbours.tick() => self.keep_neighbours(),
+                _ = neighbours.tick() => {
+                    self.trim();
+                    self.keep_neighbours();
+                }
                 _ = tick.tick() => {
                     self.send_due();
                     // Writes that promise nothing (receipts we hold, delivered outbox entries,
@@ -487,10 +522,12 @@ impl Engine {
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                 debug!(%peer_id, address = %endpoint.get_remote_address(), "connected");
                 self.connected.entry(peer_id).or_insert_with(|| endpoint.get_remote_address().clone());
+                self.active.insert(peer_id, std::time::Instant::now());
                 self.deliver_waiting(&peer_id);
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.connected.remove(&peer_id);
+                self.active.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Messages(event)) => self.on_messages(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
@@ -533,6 +570,9 @@ impl Engine {
     }
 
     fn on_messages(&mut self, event: request_response::Event<Request, Response>) {
+        if let request_response::Event::Message { peer, .. } = &event {
+            self.active.insert(*peer, std::time::Instant::now());
+        }
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request: Request::Envelope(envelope), channel, .. } => {

@@ -6,7 +6,7 @@ use rapport_protocol::relationship::Policy;
 use rapport_protocol::{Body, Code, Header, Message, MessageId, Payload, RelationshipId};
 use tracing::{debug, warn};
 
-use super::{now, outbox, refused, Draft, Engine, Error, Place, Submitted, MAX_PUBLIC};
+use super::{outbox, refused, Draft, Engine, Error, Place, Submitted, MAX_PUBLIC};
 
 /// A message of ours, signed and staged for the next group commit.
 pub(super) struct Staged {
@@ -24,7 +24,7 @@ impl Engine {
     /// outbox entry durably, and starts delivery.
     pub(super) fn stage(&mut self, draft: Draft) -> Result<Staged, Error> {
         let me = self.identity.key_id();
-        let at = now();
+        let at = self.now();
         let header = match draft.relationship {
             Some(id) => {
                 let rel =
@@ -80,7 +80,7 @@ impl Engine {
                 return Err(Error::BadRequest(format!("{} needs a relationship or a recipient", other.kind())));
             }
         };
-        let header = Header::public(self.identity.key_id(), now());
+        let header = Header::public(self.identity.key_id(), self.now());
         let message = Message::seal(Payload { header, body }, &self.identity.key).map_err(|e| refused(&e, &e))?;
         self.store.put_message(None, message.id(), message.bytes())?;
         self.store.flush()?;
@@ -146,7 +146,7 @@ impl Engine {
     }
 
     pub(super) fn send_due(&mut self) {
-        let at = now();
+        let at = self.now();
         let due: Vec<MessageId> = self
             .outbox
             .values()
@@ -161,9 +161,10 @@ impl Engine {
     /// A delivery attempt failed: try again after the backoff.
     pub(super) fn retry_later(&mut self, id: MessageId) {
         self.sending.remove(&id);
+        let now = self.now();
         let Some(entry) = self.outbox.get_mut(&id) else { return };
         entry.attempts = entry.attempts.saturating_add(1);
-        entry.next_attempt = now() + outbox::backoff(entry.attempts, &mut rand::thread_rng()).as_millis() as u64;
+        entry.next_attempt = now + outbox::backoff(entry.attempts, &mut rand::thread_rng()).as_millis() as u64;
         // Written with the next group commit; lost in a crash, it only costs an early retry.
         self.writes.push(Write::Outbox(entry.clone()));
     }
@@ -181,7 +182,7 @@ impl Engine {
         }
         self.payloads.remove(&id);
         if let Some(entry) = self.outbox.remove(&id) {
-            self.metrics.receipt_latency.observe(now().saturating_sub(entry.queued_at) as f64 / 1000.0);
+            self.metrics.receipt_latency.observe(self.now().saturating_sub(entry.queued_at) as f64 / 1000.0);
             self.update_gauges();
             // Written with the next group commit; lost in a crash, the message is sent again and
             // the recipient answers the repeat with another receipt.
@@ -226,7 +227,7 @@ impl Engine {
         }
         if let Some(rel) = answer.header().relationship {
             if self.relationships.get(&rel).is_some() {
-                match self.relationships.apply(&answer, now(), Policy::LIVE) {
+                match self.relationships.apply(&answer, self.now(), Policy::LIVE) {
                     // Stored with the next group commit, like the outbox entry's removal.
                     Ok(_) => self.writes.push(Write::Message {
                         relationship: Some(rel),
