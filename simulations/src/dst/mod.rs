@@ -33,7 +33,7 @@
 mod check;
 mod node;
 mod store;
-mod workload;
+pub(crate) mod workload;
 mod world;
 
 use std::fmt;

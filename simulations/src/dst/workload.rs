@@ -108,12 +108,12 @@ fn price() -> Price {
 }
 
 #[allow(clippy::expect_used)]
-fn purpose() -> rapport_protocol::Purpose {
+pub(crate) fn purpose() -> rapport_protocol::Purpose {
     rapport_protocol::Purpose::new("dpv:ServiceProvision").expect("a registered purpose")
 }
 
 #[allow(clippy::expect_used)]
-fn location() -> rapport_protocol::Category {
+pub(crate) fn location() -> rapport_protocol::Category {
     rapport_protocol::Category::new("pd:Location").expect("a registered category")
 }
 
@@ -235,7 +235,7 @@ impl Script {
     }
 }
 
-fn share(content: ShareContent) -> Body {
+pub(crate) fn share(content: ShareContent) -> Body {
     let (purpose, media) = match content {
         ShareContent::Export => (None, "application/json"),
         _ => (Some(purpose()), "application/json"),
