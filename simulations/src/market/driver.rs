@@ -319,6 +319,21 @@ impl Driver {
         Ok(())
     }
 
+    /// Gives each party of a planned relationship the other's address, as a customer has her
+    /// vendor's from his offer or website and he has hers from her intent: the DHT is then for
+    /// everyone else. (Found through the DHT alone, a counterparty's address took a lookup per
+    /// message once the connection manager had closed the connection.)
+    pub fn introduce_counterparties(&self) {
+        let pairs = self.plan.direct.iter().map(|r| (r.customer, r.vendor));
+        let answers = self.plan.intents.iter().flat_map(|i| i.answering.iter().map(move |v| (i.customer, *v)));
+        for (a, b) in pairs.chain(answers) {
+            for (me, other) in [(a, b), (b, a)] {
+                let other = &self.fleet.nodes[other];
+                let _ = self.fleet.nodes[me].store.peer_put(&other.peer.to_string(), &[other.address.to_string()]);
+            }
+        }
+    }
+
     /// Three nodes for `n` to join the DHT through: fixed by the seed, so that restarts are too.
     pub fn bootstrap(&self, n: usize) -> Vec<usize> {
         let nodes = self.plan.nodes;

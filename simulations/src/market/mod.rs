@@ -92,6 +92,7 @@ async fn run_async(scenario: &Scenario, options: &Options) -> Result<Report, Err
     let net = Arc::new(Net::new(scenario.seed, scenario.loss.reset_per_write));
     let (fleet, notices) = Fleet::new(&plan.keys, scenario.target_peers, net, driver::EPOCH)?;
     let mut d = Driver::new(scenario.clone(), plan, fleet, notices);
+    d.introduce_counterparties();
     // In batches: a thousand nodes joining the DHT in the same instant would all look each
     // other up at once, which no real network sees.
     for n in 0..d.plan.nodes {
