@@ -217,13 +217,7 @@ impl Script {
                 let notice = latest(rel, other_role, |b| matches!(b, Body::SeparationNotice(_)))?;
                 Some(Body::DispositionStatement(DispositionStatement {
                     notice: notice.id(),
-                    items: vec![DispositionItem {
-                        category: location(),
-                        outcome: Outcome::ReturnedAndDeleted,
-                        export: Some(Digest32::of(b"{\"location\":\"51.5,-0.12\"}")),
-                        legal_basis: None,
-                        until: None,
-                    }],
+                    items: vec![returned_and_deleted()],
                 }))
             }
             Step::Closure => {
@@ -232,6 +226,18 @@ impl Script {
             }
         }
         .map(|body| Ask { step, relationship: self.rel, to: None, body })
+    }
+}
+
+/// The vendor's answer to a notice asking for her location data back and deleted: done, with
+/// the digest of the export.
+pub(crate) fn returned_and_deleted() -> DispositionItem {
+    DispositionItem {
+        category: location(),
+        outcome: Outcome::ReturnedAndDeleted,
+        export: Some(Digest32::of(b"{\"location\":\"51.5,-0.12\"}")),
+        legal_basis: None,
+        until: None,
     }
 }
 

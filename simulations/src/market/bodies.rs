@@ -2,13 +2,13 @@
 
 use rapport_protocol::{
     Action as Dispose, Body, ClosureReceipt, Commission, CommissionBasis, ConsentGrant, ConsentRevocation,
-    Countersignature, DataTerms, Digest32, Disposition, DispositionItem, DispositionStatement, Intent, Introduction,
-    MessageId, Money, Offer, Outcome, Portability, Price, PriceModel, Renewal, Report, Role, SeparationNotice,
-    ShareContent, Terms, TermsAcceptance, TermsProposal, ThirdParty, Timestamp,
+    Countersignature, DataTerms, Disposition, DispositionStatement, Intent, Introduction, MessageId, Money, Offer,
+    Portability, Price, PriceModel, Renewal, Report, Role, SeparationNotice, ShareContent, Terms, TermsAcceptance,
+    TermsProposal, ThirdParty, Timestamp,
 };
 
 use super::plan::Action;
-use crate::dst::workload::{location, purpose, share};
+use crate::dst::workload::{location, purpose, returned_and_deleted, share};
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -127,13 +127,7 @@ pub(super) fn body(action: Action, refs: &Refs, now: Timestamp, notice_days: u32
         Action::Export => share(ShareContent::Export),
         Action::Statement => Body::DispositionStatement(DispositionStatement {
             notice: refs.notice?,
-            items: vec![DispositionItem {
-                category: location(),
-                outcome: Outcome::ReturnedAndDeleted,
-                export: Some(Digest32::of(b"{\"location\":\"51.5,-0.12\"}")),
-                legal_basis: None,
-                until: None,
-            }],
+            items: vec![returned_and_deleted()],
         }),
         Action::DeclineStatement => {
             Body::DispositionStatement(DispositionStatement { notice: refs.notice?, items: vec![] })

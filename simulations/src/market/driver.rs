@@ -140,7 +140,7 @@ pub struct Tally {
     pub intent_missed: u64,
     /// Ticks that did not settle.
     pub stalled: u64,
-    /// Churn events, offline node-ticks, departures, partitions.
+    /// Times a node went offline.
     pub churn: u64,
     /// Node-ticks offline.
     pub offline_ticks: u64,
