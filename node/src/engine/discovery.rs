@@ -87,6 +87,18 @@ impl Engine {
         known
     }
 
+    /// Puts a peer in the DHT routing table if it is there already or its bucket has room.
+    ///
+    /// A full bucket keeps the peers it has, as Kademlia prefers long-known peers, and nothing
+    /// is dialed to make room. libp2p's own rule (`BucketInserts::OnConnected`) dials a
+    /// disconnected entry of the full bucket to see whether it is still there; once the
+    /// connection manager has closed the idle connections, most entries are disconnected, so
+    /// each new connection dialed another peer, whose bucket dialed another, without end. Dead
+    /// entries still leave: a failed dial or query removes them.
+    pub(super) fn route(&mut self, peer: PeerId, address: Multiaddr) {
+        route(&mut self.swarm.behaviour_mut().kad, peer, address);
+    }
+
     /// Dials known peers while the node has fewer connections than its target, each at most
     /// once per [`REDIAL_INTERVAL`].
     pub(super) fn keep_neighbours(&mut self) {
@@ -157,6 +169,18 @@ impl Engine {
         self.lookups.insert(peer, now);
         debug!(%peer, "looking up an unreachable recipient in the DHT");
         self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+    }
+}
+
+/// [`Engine::route`], for the swarm before its engine exists.
+pub(super) fn route(kad: &mut kad::Behaviour<kad::store::MemoryStore>, peer: PeerId, address: Multiaddr) {
+    let room = kad.kbucket(peer).is_some_and(|bucket| {
+        bucket.num_entries() < kad::K_VALUE.get() || bucket.iter().any(|entry| *entry.node.key.preimage() == peer)
+    });
+    if room {
+        kad.add_address(&peer, address);
+    } else {
+        debug!(%peer, "its routing bucket is full; not added");
     }
 }
 

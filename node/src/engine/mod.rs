@@ -312,7 +312,7 @@ impl Engine {
         for (peer, addresses) in store.peers()? {
             let Ok(peer) = peer.parse::<PeerId>() else { continue };
             for address in addresses.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {
-                swarm.behaviour_mut().kad.add_address(&peer, address);
+                discovery::route(&mut swarm.behaviour_mut().kad, peer, address);
             }
         }
         let network = network.name.clone();
@@ -537,18 +537,21 @@ impl Engine {
                     warn!(error = %e, "cannot remember a peer");
                 }
                 for address in info.listen_addrs {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, address);
+                    self.route(peer_id, address);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer_id, address) in found {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, address.clone());
+                    self.route(peer_id, address.clone());
                     let _ = self.swarm.dial(address);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => {
                 self.check(|opened| Checked::Public { opened }, message.data);
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(
+                kad::Event::RoutablePeer { peer, address } | kad::Event::PendingRoutablePeer { peer, address },
+            )) => self.route(peer, address),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. })) => {
                 debug!(%peer, "routing table updated");
             }

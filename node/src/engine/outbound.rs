@@ -1,7 +1,7 @@
 //! Our own messages (spec/node.md §3): staging them for the group commit, the outbox and its
 //! retries, delivery in order within a relationship, and the answers that end delivery.
 
-use libp2p::PeerId;
+use libp2p::{Multiaddr, PeerId};
 use rapport_protocol::relationship::Policy;
 use rapport_protocol::{Body, Code, Header, Message, MessageId, Payload, RelationshipId};
 use tracing::{debug, warn};
@@ -129,9 +129,28 @@ impl Engine {
                 return;
             }
         };
-        let request = self.swarm.behaviour_mut().messages.send_request(&peer, Request::Envelope(Envelope::Raw(bytes)));
+        // A peer not connected is dialed at the addresses it was last seen at, as well as those
+        // the swarm knows: the routing table holds only some peers, and libp2p's address cache
+        // only the most recent.
+        let addresses = if self.connected.contains_key(&peer) { Vec::new() } else { self.remembered(&peer) };
+        let request = self.swarm.behaviour_mut().messages.send_request_with_addresses(
+            &peer,
+            Request::Envelope(Envelope::Raw(bytes)),
+            addresses,
+        );
         self.in_flight.insert(request, id);
         self.sending.insert(id);
+    }
+
+    /// The addresses `peer` was last seen at, as the store remembers them.
+    fn remembered(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        match self.store.peer(&peer.to_string()) {
+            Ok(found) => found.unwrap_or_default().iter().filter_map(|a| a.parse().ok()).collect(),
+            Err(e) => {
+                warn!(%peer, error = %e, "cannot read a peer's addresses");
+                Vec::new()
+            }
+        }
     }
 
     /// Whether an earlier message of the same relationship is still undelivered.

@@ -30,6 +30,9 @@ pub const MAX_CONCURRENT_STREAMS: usize = 256;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections with no open stream are closed after this long.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the DHT refreshes its routing table (Kademlia's periodic bootstrap): libp2p's
+/// default.
+pub const DHT_REFRESH: Duration = Duration::from_secs(5 * 60);
 /// Most incoming connections being set up at once.
 pub const MAX_PENDING_INCOMING: u32 = 64;
 /// Inbound connections still in their handshake from any one IP address ([`pending`]): one
@@ -99,6 +102,15 @@ fn protocol(id: String) -> Result<StreamProtocol, Error> {
 impl Behaviour {
     /// The behaviours for `config`, as `keypair`'s node.
     pub fn new(keypair: &Keypair, config: &Config) -> Result<Behaviour, Error> {
+        Behaviour::with_refresh(keypair, config, Some(DHT_REFRESH))
+    }
+
+    /// [`Behaviour::new`] with the DHT's periodic bootstrap every `refresh`, or never.
+    ///
+    /// For simulations, which compress a year into minutes: a real-time refresh there adds
+    /// nothing a node would see in the simulated time, and costs every node's bucket refresh at
+    /// once, hundreds of connections each. Joins still bootstrap.
+    pub fn with_refresh(keypair: &Keypair, config: &Config, refresh: Option<Duration>) -> Result<Behaviour, Error> {
         let peer_id = keypair.public().to_peer_id();
         let net = &config.network;
         let limits = connection_limits::ConnectionLimits::default()
@@ -114,6 +126,12 @@ impl Behaviour {
         );
         let mut kad_config = kad::Config::new(protocol(net.kad_protocol())?);
         kad_config.set_query_timeout(Duration::from_secs(30));
+        // The engine decides who enters the routing table (Engine::route): Kademlia's own rule
+        // dials a disconnected entry of a full bucket to test it, and with the connection
+        // manager closing idle connections most entries are disconnected, so every new
+        // connection set off another dial, network-wide, for ever.
+        kad_config.set_kbucket_inserts(kad::BucketInserts::Manual);
+        kad_config.set_periodic_bootstrap_interval(refresh);
         let mut kad = kad::Behaviour::with_config(peer_id, MemoryStore::new(peer_id), kad_config);
         kad.set_mode(Some(kad::Mode::Server));
         let gossip_config = gossipsub::ConfigBuilder::default()

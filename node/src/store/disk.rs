@@ -205,6 +205,11 @@ impl Store for Disk {
         Ok(())
     }
 
+    fn peer(&self, peer: &str) -> Result<Option<Vec<String>>, Error> {
+        let Some(value) = self.peers.get(peer.as_bytes()).map_err(backend)? else { return Ok(None) };
+        serde_json::from_slice(&value).map(Some).map_err(|e| corrupt("peers", e))
+    }
+
     fn peers(&self) -> Result<Vec<(String, Vec<String>)>, Error> {
         let mut out = Vec::new();
         for entry in self.peers.iter() {

@@ -441,6 +441,10 @@ impl Store for Log {
         self.append(|_, out| encode_peer(out, peer, addresses))
     }
 
+    fn peer(&self, peer: &str) -> Result<Option<Vec<String>>, Error> {
+        Ok(self.lock()?.index.peers.get(peer).cloned())
+    }
+
     fn peers(&self) -> Result<Vec<(String, Vec<String>)>, Error> {
         Ok(self.lock()?.index.peers.iter().map(|(p, a)| (p.clone(), a.clone())).collect())
     }

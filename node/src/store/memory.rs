@@ -80,6 +80,10 @@ impl Store for Memory {
         })
     }
 
+    fn peer(&self, peer: &str) -> Result<Option<Vec<String>>, Error> {
+        self.with(|s| s.peers.get(peer).cloned())
+    }
+
     fn peers(&self) -> Result<Vec<(String, Vec<String>)>, Error> {
         self.with(|s| s.peers.iter().map(|(p, a)| (p.clone(), a.clone())).collect())
     }

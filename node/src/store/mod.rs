@@ -91,6 +91,8 @@ pub trait Store: Send + Sync + 'static {
     fn peer_put(&self, peer: &str, addresses: &[String]) -> Result<(), Error>;
     /// Every remembered peer and its addresses.
     fn peers(&self) -> Result<Vec<(String, Vec<String>)>, Error>;
+    /// The remembered addresses of one peer, if any.
+    fn peer(&self, peer: &str) -> Result<Option<Vec<String>>, Error>;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), Error>;
 

@@ -47,6 +47,8 @@ fn suite(store: &dyn Store) {
     store.peer_put("a", &["/ip4/127.0.0.1/tcp/1".into()]).unwrap();
     store.peer_put("a", &["/ip4/127.0.0.1/tcp/2".into()]).unwrap();
     assert_eq!(store.peers().unwrap(), vec![("a".to_string(), vec!["/ip4/127.0.0.1/tcp/2".to_string()])]);
+    assert_eq!(store.peer("a").unwrap(), Some(vec!["/ip4/127.0.0.1/tcp/2".to_string()]));
+    assert_eq!(store.peer("b").unwrap(), None);
     // A group commit: in order, a repeat within the batch or of a stored message ignored.
     let w = |n: u8| Write::Message { relationship: Some(rel(5)), id: id(n), bytes: vec![n].into() };
     store.write_all(&[w(20), w(21), w(20), w(3), Write::Outbox(entry(20, 0))]).unwrap();
@@ -96,6 +98,7 @@ fn log_store_keeps_everything_across_reopen() {
     assert_eq!(store.relationship(&rel(1)).unwrap(), vec![b"one".to_vec(), b"two".to_vec()]);
     assert_eq!(store.outbox().unwrap(), vec![entry(2, 1)]);
     assert_eq!(store.peers().unwrap(), vec![("p".to_string(), vec!["/ip4/127.0.0.1/tcp/9".to_string()])]);
+    assert_eq!(store.peer("p").unwrap(), Some(vec!["/ip4/127.0.0.1/tcp/9".to_string()]));
     assert!(!store.put_message(Some(rel(1)), id(1), b"again").unwrap(), "still known after reopen");
     store.put_message(Some(rel(1)), id(0), b"three").unwrap();
     assert_eq!(store.relationship(&rel(1)).unwrap().last().map(Vec::as_slice), Some(b"three".as_slice()));

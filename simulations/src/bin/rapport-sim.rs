@@ -3,6 +3,7 @@
 //! ```text
 //! rapport-sim run small                     # simulations/scenarios/small.toml → reports/small/
 //! rapport-sim run path/to/my.toml --out DIR # any scenario file, any folder
+//! rapport-sim render reports/small          # redraw a report folder beside newer siblings
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,12 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Redraw a report folder's summary and plots from its `report.json`, with the reports in
+    /// the folders beside it (the latency-against-size plot compares them).
+    Render {
+        /// The report folder.
+        dir: PathBuf,
+    },
 }
 
 fn scenario_path(name: &str) -> PathBuf {
@@ -42,6 +49,11 @@ fn scenario_path(name: &str) -> PathBuf {
         return path.into();
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(format!("{name}.toml"))
+}
+
+/// The reports in the folders beside `dir`.
+fn siblings(dir: &Path) -> Vec<market::report::Report> {
+    dir.parent().map(|root| render::siblings(root, dir)).unwrap_or_default()
 }
 
 fn main() -> ExitCode {
@@ -62,7 +74,15 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let Command::Run { scenario, out, seed, quiet } = cli.command;
+    let (scenario, out, seed, quiet) = match cli.command {
+        Command::Run { scenario, out, seed, quiet } => (scenario, out, seed, quiet),
+        Command::Render { dir } => {
+            let report = render::load(&dir)?;
+            render::write(&report, &dir, &siblings(&dir))?;
+            println!("report: {}", dir.join("summary.md").display());
+            return Ok(());
+        }
+    };
     let mut s = Scenario::load(&scenario_path(&scenario))?;
     if let Some(seed) = seed {
         s.seed = seed;
@@ -70,8 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let out = out.unwrap_or_else(|| Path::new("reports").join(&s.name));
     eprintln!("rapport-sim: {} ({} nodes, seed {}) → {}", s.name, s.nodes(), s.seed, out.display());
     let report = market::run(&s, &market::Options { progress: !quiet })?;
-    let others = out.parent().map(|root| render::siblings(root, &out)).unwrap_or_default();
-    render::write(&report, &out, &others)?;
+    render::write(&report, &out, &siblings(&out))?;
     let d = &report.delivery;
     println!(
         "{}: {} relationships, {} messages, delivery {:.3}%, latency p50/p95/p99 {:.1}/{:.1}/{:.1} ms, \

@@ -413,6 +413,10 @@ impl Store for Disk {
         self.commit(vec![Record::Peer(peer.to_owned(), addresses.to_vec())], |s| s.peer_put(peer, addresses))
     }
 
+    fn peer(&self, peer: &str) -> Result<Option<Vec<String>>, Error> {
+        self.live.store().peer(peer)
+    }
+
     fn peers(&self) -> Result<Vec<(String, Vec<String>)>, Error> {
         self.live.store().peers()
     }

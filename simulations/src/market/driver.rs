@@ -251,7 +251,8 @@ impl Driver {
             && self.next_event >= self.plan.events.len()
     }
 
-    fn blocked(&self, r: &Rel) -> bool {
+    /// Whether a party of `r` left the network for good, so that its script cannot go on.
+    pub fn blocked(&self, r: &Rel) -> bool {
         self.departed[r.customer] || self.departed[r.vendor]
     }
 

@@ -150,7 +150,8 @@ impl Fleet {
             .collect();
         let node = &self.nodes[i];
         let keypair = node.identity.keypair.clone();
-        let behaviour = Behaviour::new(&keypair, &self.config).map_err(|e| Error::Network(e.to_string()))?;
+        let behaviour =
+            Behaviour::with_refresh(&keypair, &self.config, None).map_err(|e| Error::Network(e.to_string()))?;
         let transport = simnet::transport(&keypair, i, self.net.clone()).map_err(|e| Error::Network(e.to_string()))?;
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
@@ -237,6 +238,9 @@ impl Store for Counted {
     }
     fn peer_put(&self, peer: &str, addresses: &[String]) -> Result<(), StoreError> {
         self.inner.peer_put(peer, addresses)
+    }
+    fn peer(&self, peer: &str) -> Result<Option<Vec<String>>, StoreError> {
+        self.inner.peer(peer)
     }
     fn peers(&self) -> Result<Vec<(String, Vec<String>)>, StoreError> {
         self.inner.peers()

@@ -313,6 +313,12 @@ fn delivery(d: &Driver) -> Delivery {
     if t.refused_by_recipient > 0 {
         explained.push(format!("{} message(s) were refused by their recipient", t.refused_by_recipient));
     }
+    let stranded = d.rels.iter().filter(|r| !r.ended() && d.blocked(r)).count();
+    if stranded > 0 {
+        explained.push(format!(
+            "{stranded} relationship(s) stayed open: a party left the network for good before its script ended"
+        ));
+    }
     if t.intent_missed > 0 {
         explained.push(format!(
             "{} vendor(s) online and reachable did not hear an intent in time to answer it",

@@ -16,7 +16,7 @@ use plotters::prelude::*;
 
 use super::report::{Percentiles, Report, Sample};
 
-/// Why a report could not be written.
+/// Why a report could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file or folder of the report could not be created or written.
@@ -26,6 +26,14 @@ pub enum Error {
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// A folder's `report.json` could not be read.
+    #[error("cannot read {}: {detail}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        detail: String,
     },
     /// The report could not be serialised as JSON.
     #[error("cannot serialise the report: {0}")]
@@ -73,6 +81,13 @@ pub fn siblings(root: &Path, skip: &Path) -> Vec<Report> {
         .collect();
     found.sort_by(|a, b| (a.scenario.nodes, &a.scenario.name).cmp(&(b.scenario.nodes, &b.scenario.name)));
     found
+}
+
+/// Reads the `report.json` in `dir`.
+pub fn load(dir: &Path) -> Result<Report, Error> {
+    let path = dir.join("report.json");
+    let text = fs::read_to_string(&path).map_err(|e| Error::Read { path: path.clone(), detail: e.to_string() })?;
+    serde_json::from_str(&text).map_err(|e| Error::Read { path, detail: e.to_string() })
 }
 
 fn read(path: &Path) -> Option<Report> {
@@ -579,6 +594,20 @@ mod tests {
         let found = siblings(root.path(), &root.path().join("large"));
         assert_eq!(found.iter().map(|r| r.scenario.name.as_str()).collect::<Vec<_>>(), ["small", "medium"]);
         assert!(siblings(&root.path().join("missing"), root.path()).is_empty());
+    }
+
+    #[test]
+    fn load_reads_back_what_write_wrote() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("medium");
+        let written = report("medium", 200, 2.0);
+        write(&written, &dir, &[]).unwrap();
+        let loaded = load(&dir).unwrap();
+        assert_eq!((loaded.scenario.name.as_str(), loaded.scenario.nodes), ("medium", 200));
+        assert_eq!(serde_json::to_string(&loaded).unwrap(), serde_json::to_string(&written).unwrap());
+        assert!(matches!(load(&root.path().join("missing")), Err(Error::Read { .. })));
+        fs::write(dir.join("report.json"), "{").unwrap();
+        assert!(matches!(load(&dir), Err(Error::Read { .. })));
     }
 
     #[test]
