@@ -160,6 +160,9 @@ pub enum Command {
     /// Bring the gauges that cost a pass over every relationship up to date (before a scrape
     /// of `/metrics`, rather than at every message).
     RefreshGauges(oneshot::Sender<()>),
+    /// Make every message waiting in the outbox due now, as after its backoff, and send it (as
+    /// `postqueue -f` flushes a mail queue); answers how many were waiting.
+    RetryNow(oneshot::Sender<usize>),
 }
 
 /// A handle for sending commands to the loop.
@@ -487,6 +490,14 @@ impl Engine {
             }
             Command::Public(reply) => {
                 let _ = reply.send(self.public.iter().cloned().collect());
+            }
+            Command::RetryNow(reply) => {
+                let now = self.now();
+                for entry in self.outbox.values_mut() {
+                    entry.next_attempt = entry.next_attempt.min(now);
+                }
+                self.send_due();
+                let _ = reply.send(self.outbox.len());
             }
             Command::RefreshGauges(reply) => {
                 self.metrics.set_relationships(&self.relationships.by_phase());

@@ -30,6 +30,8 @@ pub const EPOCH: Timestamp = 1_798_761_600_000;
 const HOUR_MS: u64 = 3_600_000;
 /// How long a tick may take to settle, in wall-clock time, before the driver moves on.
 pub const SETTLE_WAIT: Duration = Duration::from_secs(60);
+/// Polls (of about 2 ms) between retries forced once the clock stands at the tick's end.
+const RETRY_POLLS: u32 = 250;
 /// Rounds of steps within one tick: a step that the previous round's delivery made possible
 /// goes in the same tick (an offer, her terms and his acceptance all on day 0).
 const ROUNDS: usize = 16;
@@ -530,7 +532,26 @@ impl Driver {
             let clock = &self.fleet.clock;
             let t = clock.load(std::sync::atomic::Ordering::Relaxed);
             clock.store((t + 20_000).min(end), std::sync::atomic::Ordering::Relaxed);
+            // At the tick's end the clock stops, and a retry set for later would never come due
+            // (under load, when the recipient refuses connections for a while): the senders
+            // still waiting retry now, every half second.
+            if t >= end && polls % RETRY_POLLS == 0 {
+                self.retry_now().await;
+            }
             tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Has every node with a message still moving this tick send its outbox now.
+    async fn retry_now(&self) {
+        let mut senders: Vec<usize> =
+            self.flights.values().filter(|f| self.reachable(f.from, f.to)).map(|f| f.from).collect();
+        senders.sort_unstable();
+        senders.dedup();
+        for n in senders {
+            if let Some(handle) = self.fleet.handle(n) {
+                let _ = handle.ask(Command::RetryNow).await;
+            }
         }
     }
 

@@ -249,3 +249,46 @@ impl Store for Counted {
         self.inner.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rapport_node::engine::{Command, Draft};
+
+    use super::super::bodies::{self, Refs};
+    use super::super::driver::EPOCH;
+    use super::super::plan::Action;
+    use super::*;
+
+    /// A message that failed while its recipient was down waits out its backoff on a clock that
+    /// stands still, until `RetryNow` sends it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retry_now_sends_a_message_before_its_backoff_ends() {
+        let (mut fleet, mut delivered) = Fleet::new(&[[1; 32], [2; 32]], 4, Arc::new(Net::new(1, 0.0)), EPOCH).unwrap();
+        let (peer, address) = (fleet.nodes[1].peer.to_string(), fleet.nodes[1].address.to_string());
+        fleet.nodes[0].store.peer_put(&peer, &[address]).unwrap();
+        fleet.start(0, &[]).unwrap();
+        let sender = fleet.handle(0).unwrap();
+        let body = bodies::body(Action::Offer, &Refs::default(), EPOCH, 14, 0).unwrap();
+        let draft = Draft { relationship: None, to: Some(fleet.nodes[1].key_id), body };
+        sender.ask(|tx| Command::Send(Box::new(draft), tx)).await.unwrap().unwrap();
+        for _ in 0..500 {
+            if fleet.nodes[0].store.retries() > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(fleet.nodes[0].store.retries(), 1, "one attempt, failed: the recipient is down");
+        // The failure also started a DHT lookup of the recipient, whose dial must fail too.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        fleet.start(1, &[]).unwrap();
+        let waited = tokio::time::timeout(Duration::from_secs(2), delivered.recv()).await;
+        assert!(waited.is_err(), "the backoff has not ended on a clock that stands still");
+        assert_eq!(sender.ask(Command::RetryNow).await.unwrap(), 1);
+        let id = tokio::time::timeout(Duration::from_secs(20), delivered.recv()).await;
+        assert!(matches!(id, Ok(Some(_))), "delivered once retried");
+        fleet.stop_all().await;
+    }
+}
