@@ -74,7 +74,7 @@ async fn node(dir: &std::path::Path, seed: u8) -> Node {
     };
     let mut registry = Registry::default();
     let mut swarm = rapport_node::network::swarm(identity.keypair.clone(), &config, &mut registry).unwrap();
-    engine::start(&mut swarm, &["/ip4/127.0.0.1/tcp/0".parse().unwrap()], &[]).unwrap();
+    engine::start(&mut swarm, store.as_ref(), &["/ip4/127.0.0.1/tcp/0".parse().unwrap()], &[]).unwrap();
     let metrics = Arc::new(Metrics::new(&mut registry));
     let (key, peer) = (identity.key_id(), identity.peer_id());
     let (mut engine, handle) = Engine::new(swarm, store, identity, &config, metrics).unwrap();

@@ -106,7 +106,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let mut registry = Registry::default();
     let mut swarm = network::swarm(identity.keypair.clone(), &config, &mut registry)?;
     let metrics = Arc::new(Metrics::new(&mut registry));
-    engine::start(&mut swarm, &listen, &bootstrap)?;
+    engine::start(&mut swarm, store.as_ref(), &listen, &bootstrap)?;
     let peer_id = identity.peer_id();
     let (engine, handle) = Engine::new(swarm, store.clone(), identity, &config, metrics)?;
 

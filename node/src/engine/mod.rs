@@ -312,12 +312,6 @@ impl Engine {
         for topic in [&topics.offers, &topics.intents] {
             swarm.behaviour_mut().gossipsub.subscribe(topic)?;
         }
-        for (peer, addresses) in store.peers()? {
-            let Ok(peer) = peer.parse::<PeerId>() else { continue };
-            for address in addresses.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {
-                discovery::route(&mut swarm.behaviour_mut().kad, peer, address);
-            }
-        }
         let network = network.name.clone();
         let relationships = Relationships::load(store.as_ref())?;
         let outbox: HashMap<MessageId, OutboxEntry> = store.outbox()?.into_iter().map(|e| (e.id, e)).collect();
@@ -751,14 +745,26 @@ impl Engine {
     }
 }
 
-/// Starts listening and dials the bootstrap peers.
+/// Starts listening, puts the peers `store` remembers in the routing table, and dials the
+/// bootstrap peers.
+///
+/// The remembered peers go in first: Kademlia bootstraps again after its first bootstrap if
+/// peers joined a table of fewer than 20 meanwhile, so a node that loaded them afterwards
+/// bootstrapped twice each time it started (most of a simulated market's connections).
 pub fn start(
     swarm: &mut Swarm<Behaviour>,
+    store: &dyn Store,
     listen: &[Multiaddr],
     bootstrap: &[Multiaddr],
-) -> Result<(), network::Error> {
+) -> Result<(), anyhow::Error> {
     for addr in listen {
         swarm.listen_on(addr.clone()).map_err(|e| network::Error::Transport(format!("listen on {addr}: {e}")))?;
+    }
+    for (peer, addresses) in store.peers()? {
+        let Ok(peer) = peer.parse::<PeerId>() else { continue };
+        for address in addresses.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {
+            discovery::route(&mut swarm.behaviour_mut().kad, peer, address);
+        }
     }
     let local = *swarm.local_peer_id();
     let mut routed = false;

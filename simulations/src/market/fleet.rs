@@ -161,7 +161,7 @@ impl Fleet {
             .map_err(|e| Error::Network(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(network::IDLE_TIMEOUT))
             .build();
-        engine::start(&mut swarm, std::slice::from_ref(&node.address), &boot)
+        engine::start(&mut swarm, node.store.as_ref(), std::slice::from_ref(&node.address), &boot)
             .map_err(|e| Error::Network(e.to_string()))?;
         let store: Arc<dyn Store> = node.store.clone();
         let metrics = Arc::new(Metrics::new(&mut Registry::default()));
