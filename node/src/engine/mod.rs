@@ -270,6 +270,10 @@ pub struct Engine {
     /// manager trims the longest unused first.
     active: HashMap<PeerId, std::time::Instant>,
     trim_grace: Duration,
+    /// The DHT bootstrap [`start`] began for a node that remembers a full routing table: only
+    /// its lookup of our own id runs, and each bucket refresh after it ends before it sends a
+    /// request (libp2p-kad has no bootstrap without them).
+    joining: Option<kad::QueryId>,
 }
 
 /// The gossip topics of the node's network.
@@ -305,6 +309,12 @@ impl Engine {
     ) -> Result<(Engine, Handle), anyhow::Error> {
         let network = &config.network;
         let target_peers = config.target_peers as usize;
+        let joining = remembers_full_table(&mut swarm.behaviour_mut().kad)
+            .then(|| {
+                let mut queries = swarm.behaviour_mut().kad.iter_queries();
+                queries.find(|query| matches!(query.info(), kad::QueryInfo::Bootstrap { .. })).map(|query| query.id())
+            })
+            .flatten();
         let topics = Topics {
             offers: gossipsub::IdentTopic::new(network.offers_topic()),
             intents: gossipsub::IdentTopic::new(network.intents_topic()),
@@ -360,6 +370,7 @@ impl Engine {
             active: HashMap::new(),
             trim_grace: TRIM_GRACE,
             target_peers,
+            joining,
         };
         engine.update_gauges();
         engine.metrics.set_relationships(&engine.relationships.by_phase());
@@ -562,6 +573,19 @@ impl Engine {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 id,
+                result: kad::QueryResult::Bootstrap(_),
+                step,
+                ..
+            })) if self.joining == Some(id) => {
+                // Each bucket refresh after the first lookup ends before it sends a request.
+                if step.last {
+                    self.joining = None;
+                } else if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                    query.finish();
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
                 result: kad::QueryResult::GetClosestPeers(result),
                 step,
                 ..
@@ -745,6 +769,11 @@ impl Engine {
     }
 }
 
+/// Whether the routing table holds at least K peers, as when a node remembers a full table.
+fn remembers_full_table(kad: &mut kad::Behaviour<kad::store::MemoryStore>) -> bool {
+    kad.kbuckets().map(|bucket| bucket.num_entries()).sum::<usize>() >= kad::K_VALUE.get()
+}
+
 /// Starts listening, puts the peers `store` remembers in the routing table, and dials the
 /// bootstrap peers.
 ///
@@ -767,7 +796,6 @@ pub fn start(
         }
     }
     let local = *swarm.local_peer_id();
-    let mut routed = false;
     for addr in bootstrap {
         // A bootstrap peer named by its id seeds the DHT's routing table; the network's own
         // bootstrap node finds itself in the list and skips it.
@@ -778,16 +806,21 @@ pub fn start(
             let mut address = addr.clone();
             address.pop();
             swarm.behaviour_mut().kad.add_address(&peer, address);
-            routed = true;
         }
         if let Err(e) = swarm.dial(addr.clone()) {
             warn!(%addr, error = %e, "cannot dial bootstrap peer");
         }
     }
-    // Join the DHT: look up our own id through the bootstrap peers, which fills the routing
-    // table with our neighbours (Kademlia repeats this by itself every five minutes).
-    if routed {
-        if let Err(e) = swarm.behaviour_mut().kad.bootstrap() {
+    // Join the DHT: Kademlia's bootstrap looks up our own id, which announces us to our
+    // neighbours and fills our closest buckets, then a random id in each farther bucket.
+    // libp2p also starts a bootstrap by itself whenever a peer joins a table of fewer than K
+    // peers, as the first peers of every start do; starting ours clears that trigger.
+    // A node that remembers a full table needs only the first lookup, so the engine ends its
+    // bootstrap there ([`Engine::joining`]); the periodic refresh ([`network::DHT_REFRESH`])
+    // reaches the farther buckets later.
+    let kad = &mut swarm.behaviour_mut().kad;
+    if kad.kbuckets().any(|bucket| bucket.num_entries() > 0) {
+        if let Err(e) = kad.bootstrap() {
             warn!(error = %e, "cannot join the DHT");
         }
     }
