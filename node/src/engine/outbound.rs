@@ -40,7 +40,13 @@ impl Engine {
             }
         };
         let to = header.to.ok_or_else(|| Error::BadRequest("no recipient".into()))?;
-        let peer = identity::peer_of(&to).ok_or_else(|| Error::BadRequest("recipient is not an Ed25519 key".into()))?;
+        // A new relationship's recipient comes from the caller and is checked; a relationship's
+        // counterparty was checked when it began.
+        let peer = match draft.relationship {
+            None => identity::peer_of(&to),
+            Some(_) => identity::peer_of_valid(&to),
+        }
+        .ok_or_else(|| Error::BadRequest("recipient is not an Ed25519 key".into()))?;
         let message =
             Message::seal(Payload { header, body: draft.body }, &self.identity.key).map_err(|e| refused(&e, &e))?;
         self.relationships.apply(&message, at, Policy::LIVE).map_err(|e| refused(&e, &e))?;
@@ -218,7 +224,8 @@ impl Engine {
         opened: Result<Message, rapport_protocol::envelope::Error>,
     ) {
         let answer = match opened {
-            Ok(a) if identity::peer_of(&a.header().from) == Some(peer) => a,
+            // Its signature was verified under `from`, so the key is valid.
+            Ok(a) if identity::is_peer_of(&peer, &a.header().from) => a,
             Ok(_) => {
                 warn!(%sent, %peer, "answer signed by another key; will retry");
                 return self.retry_later(sent);
