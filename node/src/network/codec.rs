@@ -109,8 +109,11 @@ pub async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, bytes: &[u8]) -> io:
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "message larger than the frame limit"));
     }
     let (head, len) = varint(bytes.len());
-    io.write_all(&head[..len]).await?;
-    io.write_all(bytes).await?;
+    // One write: each write on a yamux stream is a frame of its own on the wire.
+    let mut frame = Vec::with_capacity(len + bytes.len());
+    frame.extend_from_slice(&head[..len]);
+    frame.extend_from_slice(bytes);
+    io.write_all(&frame).await?;
     io.flush().await
 }
 
