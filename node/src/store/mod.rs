@@ -95,6 +95,11 @@ pub trait Store: Send + Sync + 'static {
     fn peer(&self, peer: &str) -> Result<Option<Vec<String>>, Error>;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), Error>;
+    /// Work done off the event loop after a flush has been reported, to keep the next ones
+    /// short (the log store zeros the file ahead of its appends). Nothing by default.
+    fn prepare(&self) -> Result<(), Error> {
+        Ok(())
+    }
 
     /// Applies `writes` in order, all or none where the backend can: the node calls this once
     /// per group commit, then [`Store::flush`].

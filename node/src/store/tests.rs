@@ -104,34 +104,70 @@ fn log_store_keeps_everything_across_reopen() {
     assert_eq!(store.relationship(&rel(1)).unwrap().last().map(Vec::as_slice), Some(b"three".as_slice()));
 }
 
+/// Where a log's frames end: its file runs on in zeros (the last frame of the logs these tests
+/// write ends in a byte that is not zero).
+fn frames_end(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b != 0).unwrap() + 1
+}
+
 #[test]
 fn log_store_cuts_off_a_torn_last_write() {
     let dir = tempfile::tempdir().unwrap();
     let path = reopened(dir.path()).path().to_path_buf();
-    let whole = std::fs::read(&path).unwrap();
+    let file = std::fs::read(&path).unwrap();
+    let whole = file[..frames_end(&file)].to_vec();
+    assert!(file.len() > 1024 * 1024, "a megabyte of zeros ahead of the frames");
     // A last group commit cut short at every length: the frame's head alone, part of its body,
-    // all but its last byte; and a tail of zeros (an extended file whose data never arrived).
+    // all but its last byte; in a file with zeros ahead and in one without (as an older node
+    // left it).
     let frame = {
         let scratch = tempfile::tempdir().unwrap();
         let store = Log::open(scratch.path()).unwrap();
-        let before = std::fs::metadata(store.path()).unwrap().len() as usize;
+        let before = frames_end(&std::fs::read(store.path()).unwrap());
         store.put_message(Some(rel(1)), id(7), &[7; 100]).unwrap();
-        std::fs::read(store.path()).unwrap()[before..].to_vec()
+        let after = std::fs::read(store.path()).unwrap();
+        after[before..frames_end(&after)].to_vec()
     };
-    for cut in [1, 4, 8, 9, 60, frame.len() - 1] {
-        let mut torn = whole.clone();
-        torn.extend_from_slice(&frame[..cut]);
-        std::fs::write(&path, &torn).unwrap();
-        let store = Log::open(dir.path()).unwrap();
-        assert_eq!(store.relationship(&rel(1)).unwrap().len(), 2, "cut at {cut}");
-        assert_eq!(std::fs::read(&path).unwrap(), whole, "the torn bytes are removed (cut at {cut})");
-        // And the log goes on from there.
-        assert!(store.put_message(Some(rel(1)), id(7), &[7; 100]).unwrap());
+    for ahead in [0, 4096] {
+        for cut in [1, 4, 8, 9, 60, frame.len() - 1] {
+            let mut torn = whole.clone();
+            torn.extend_from_slice(&frame[..cut]);
+            torn.resize(torn.len() + ahead, 0);
+            std::fs::write(&path, &torn).unwrap();
+            let store = Log::open(dir.path()).unwrap();
+            assert_eq!(store.relationship(&rel(1)).unwrap().len(), 2, "cut at {cut}");
+            let after = std::fs::read(&path).unwrap();
+            assert_eq!(after[..whole.len()], whole[..], "cut at {cut}");
+            assert!(after[whole.len()..].iter().all(|&b| b == 0), "the torn bytes are zeroed (cut at {cut})");
+            // And the log goes on from there.
+            assert!(store.put_message(Some(rel(1)), id(7), &[7; 100]).unwrap());
+            drop(store);
+            assert_eq!(Log::open(dir.path()).unwrap().relationship(&rel(1)).unwrap().len(), 3);
+        }
     }
-    let mut zeros = whole.clone();
-    zeros.extend_from_slice(&[0; 4096]);
-    std::fs::write(&path, &zeros).unwrap();
-    assert_eq!(Log::open(dir.path()).unwrap().relationship(&rel(1)).unwrap().len(), 2);
+}
+
+#[test]
+fn log_store_extends_its_file_ahead_of_its_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Log::open(dir.path()).unwrap();
+    let start = std::fs::metadata(store.path()).unwrap().len();
+    // Three megabytes of messages: the file grows in runs of zeros, never shorter than its
+    // frames, and everything reads back after a reopen.
+    let big = vec![9u8; 60_000];
+    for n in 0..50u8 {
+        store.put_message(Some(rel(2)), id(n), &big).unwrap();
+        store.flush().unwrap();
+        store.prepare().unwrap();
+        let bytes = std::fs::read(store.path()).unwrap();
+        assert!(bytes.len() > frames_end(&bytes), "zeros ahead after message {n}");
+    }
+    assert!(std::fs::metadata(store.path()).unwrap().len() > start);
+    drop(store);
+    let store = Log::open(dir.path()).unwrap();
+    let messages = store.relationship(&rel(2)).unwrap();
+    assert_eq!(messages.len(), 50);
+    assert!(messages.iter().all(|m| *m == big));
 }
 
 #[test]
@@ -148,6 +184,13 @@ fn log_store_refuses_damage_it_cannot_explain() {
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("damaged frame at offset 16"), "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), damaged, "nothing cut");
+    // A length damaged to run past the end of the file: the frames after it are still whole,
+    // so this is damage too, not a torn last write.
+    let mut long = whole.clone();
+    long[16 + 3] = 0x7f;
+    std::fs::write(&path, &long).unwrap();
+    assert!(matches!(Log::open(dir.path()).unwrap_err(), Error::Corrupt { .. }));
+    assert_eq!(std::fs::read(&path).unwrap(), long, "nothing cut");
     // Another format version, or another file altogether.
     let mut version = whole.clone();
     version[12] = 2;

@@ -212,7 +212,7 @@ impl Disk {
 
     fn len(&self) -> Result<u64, Error> {
         match &self.live {
-            Live::Log(l) => file_len(l.path()),
+            Live::Log(l) => l.frames_end(),
             Live::Memory(_) => Ok(0),
         }
     }
