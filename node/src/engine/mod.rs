@@ -2,9 +2,10 @@
 //! outbox; the API sends it [`Command`]s with one-shot replies. Signature checks never run on
 //! the loop: peers' messages and answers arrive opened by the codec, on their connection's own
 //! task, and gossiped messages are checked on blocking workers. Writes are made durable in groups
-//! (one flush for every message that arrived meanwhile) and receipts go out only after the
-//! flush that covers their message.
+//! ([`commit`]: one write and one flush for the events handled while the loop was busy) and
+//! receipts go out only after the flush that covers their message.
 
+mod commit;
 mod discovery;
 mod inbound;
 mod outbound;
@@ -240,6 +241,8 @@ pub struct Engine {
     dirty: bool,
     /// Work waiting on the flush in progress.
     flushing: Option<Vec<Pending>>,
+    /// Whether flushes were made on the loop since the store last prepared for more.
+    prepare_store: bool,
     flushed_tx: mpsc::Sender<Result<(), crate::store::Error>>,
     flushed_rx: mpsc::Receiver<Result<(), crate::store::Error>>,
     outbox: HashMap<MessageId, OutboxEntry>,
@@ -351,6 +354,7 @@ impl Engine {
             unflushed: Vec::new(),
             dirty: false,
             flushing: None,
+            prepare_store: false,
             flushed_tx,
             flushed_rx,
             outbox,
@@ -425,24 +429,14 @@ impl Engine {
                 }
                 _ = tick.tick() => {
                     self.send_due();
-                    // Writes that promise nothing (receipts we hold, delivered outbox entries,
-                    // delivery attempts) ride with the next group commit, or this tick's flush.
-                    if self.flushing.is_none() && self.dirty {
-                        self.start_flush();
-                    }
+                    self.commit_quiet();
                 }
+                // Nothing else is ready: what the events handled since the last group staged
+                // is written and flushed as one group.
+                () = std::future::ready(()), if self.group_ready() => self.commit(),
             }
-            // Our own messages are written at once, so that they can go out; everything else
-            // staged (in order, before them) waits for the flush in progress to end, and is
-            // then written as one group.
-            if self.flushing.is_none() || self.unwritten.iter().any(|p| matches!(p, Pending::Sent(..))) {
-                self.write_staged();
-            }
-            // Group commit: while one flush runs, what arrives waits; when it ends, everything
-            // that waited is flushed in one go. (Waiting for an idle moment instead would starve
-            // the flush under steady load.)
-            if self.flushing.is_none() && !self.unflushed.is_empty() {
-                self.start_flush();
+            if self.group_full() {
+                self.commit();
             }
         }
         // Graceful end: whatever was stored is flushed before the process exits; receipts not
@@ -688,83 +682,6 @@ impl Engine {
     fn respond(&mut self, channel: ResponseChannel<Response>, bytes: Vec<u8>) {
         if self.swarm.behaviour_mut().messages.send_response(channel, Envelope::Raw(bytes)).is_err() {
             debug!("the peer left before its answer");
-        }
-    }
-
-    /// Writes what this turn staged, in one group, to the store (for the log store: one
-    /// `write` to the operating system). Our own messages go out at once; receipts and the
-    /// callers' replies wait for the flush.
-    fn write_staged(&mut self) {
-        if self.writes.is_empty() && self.unwritten.is_empty() {
-            return;
-        }
-        let result = self.store.write_all(&std::mem::take(&mut self.writes));
-        let batch = std::mem::take(&mut self.unwritten);
-        if let Err(e) = result {
-            warn!(error = %e, count = batch.len(), "write failed; receipts withheld, sends refused");
-            return self.settle(batch, &Err(e));
-        }
-        self.dirty = true;
-        for pending in batch {
-            match pending {
-                Pending::Sent(staged, reply) => {
-                    let submitted = staged.submitted.clone();
-                    self.sent(staged.entry, staged.place, staged.bytes);
-                    self.unflushed.push(Pending::Reply(submitted, reply));
-                }
-                other => self.unflushed.push(other),
-            }
-        }
-    }
-
-    /// Flushes the store off the event loop; the work written so far waits for it.
-    fn start_flush(&mut self) {
-        let batch = std::mem::take(&mut self.unflushed);
-        self.flushing = Some(batch);
-        self.dirty = false;
-        let store = self.store.clone();
-        let tx = self.flushed_tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let _ = tx.blocking_send(store.flush());
-        });
-    }
-
-    fn on_flushed(&mut self, result: Result<(), crate::store::Error>) {
-        let batch = self.flushing.take().unwrap_or_default();
-        if let Err(e) = &result {
-            warn!(error = %e, count = batch.len(), "flush failed; receipts withheld");
-        }
-        self.settle(batch, &result);
-    }
-
-    /// Answers the work of a group commit once its writes are durable, or failed.
-    fn settle(&mut self, batch: Vec<Pending>, result: &Result<(), crate::store::Error>) {
-        for pending in batch {
-            match (pending, result) {
-                (Pending::Receipt(channel, receipt, _), Ok(())) => self.respond(channel, receipt),
-                // Nothing is promised for this message: its sender will try again, and our view
-                // goes back to what the store holds.
-                (Pending::Receipt(_, _, rel), Err(_)) => {
-                    if let Some(rel) = rel {
-                        let _ = self.relationships.reload(self.store.as_ref(), &rel);
-                    }
-                }
-                (Pending::Reply(submitted, reply), Ok(())) => {
-                    let _ = reply.send(Ok(submitted));
-                }
-                // Never written: nothing was sent, and our view goes back to the store's.
-                (Pending::Sent(staged, reply), _) => {
-                    if let Some((rel, _)) = staged.place {
-                        let _ = self.relationships.reload(self.store.as_ref(), &rel);
-                    }
-                    let detail = result.as_ref().err().map_or_else(|| "not written".to_owned(), ToString::to_string);
-                    let _ = reply.send(Err(Error::Store(crate::store::Error::Backend(detail))));
-                }
-                // Written and sent, but the flush failed: the caller is told it is not durable.
-                (Pending::Reply(_, reply), Err(e)) => {
-                    let _ = reply.send(Err(Error::Store(crate::store::Error::Backend(e.to_string()))));
-                }
-            }
         }
     }
 }
