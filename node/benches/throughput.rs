@@ -188,25 +188,38 @@ struct Stats {
     p50: Duration,
     p99: Duration,
     rate: f64,
+    /// CPU time of the whole process (both nodes, or both raw peers) per message.
+    cpu: Duration,
 }
 
-fn stats(mut latencies: Vec<Duration>, elapsed: Duration) -> Stats {
+/// CPU time used by this process so far, user and system, from `/proc/self/stat` (in clock
+/// ticks of 10 ms: Linux reports them in USER_HZ, which is 100).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+fn stats(mut latencies: Vec<Duration>, elapsed: Duration, cpu: Duration) -> Stats {
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    Stats { p50: at(0.50), p99: at(0.99), rate: latencies.len() as f64 / elapsed.as_secs_f64() }
+    let n = latencies.len();
+    Stats { p50: at(0.50), p99: at(0.99), rate: n as f64 / elapsed.as_secs_f64(), cpu: cpu / n as u32 }
 }
 
 /// One at a time: submit, wait for the receipt, repeat.
 async fn rapport_serial(v: &mut Node, rel: RelationshipId, n: usize) -> Stats {
     let mut lat = Vec::with_capacity(n);
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_time());
     for _ in 0..n {
         let t = Instant::now();
         let id = send(&v.handle, Some(rel), None, report()).await;
         delivered(v, id).await;
         lat.push(t.elapsed());
     }
-    stats(lat, start.elapsed())
+    stats(lat, start.elapsed(), cpu_time() - cpu)
 }
 
 /// `IN_FLIGHT` at once, one per relationship, until `n` are receipted.
@@ -228,7 +241,7 @@ async fn rapport_parallel(v: &mut Node, rels: &[RelationshipId], n: usize) -> St
         rx
     });
     let per = n / rels.len();
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_time());
     let mut tasks = Vec::new();
     for &rel in rels {
         let (h, waiting, early) = (v.handle.clone(), waiting.clone(), early.clone());
@@ -258,9 +271,9 @@ async fn rapport_parallel(v: &mut Node, rels: &[RelationshipId], n: usize) -> St
     for t in tasks {
         lat.extend(t.await.unwrap());
     }
-    let elapsed = start.elapsed();
+    let (elapsed, cpu) = (start.elapsed(), cpu_time() - cpu);
     dispatcher.abort();
-    stats(lat, elapsed)
+    stats(lat, elapsed, cpu)
 }
 
 /// A peer that echoes every frame: the transport alone.
@@ -306,29 +319,30 @@ async fn raw(frame: &[u8], n: usize) -> (Stats, Stats) {
     let mut probe = Probe::new(libp2p::identity::Keypair::generate_ed25519(), "/rapport/local/msg/1").unwrap();
     probe.connect(addr, peer).await.unwrap();
     let mut lat = Vec::with_capacity(n);
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_time());
     for _ in 0..n {
         let t = Instant::now();
         probe.send(peer, frame.to_vec()).await.unwrap();
         lat.push(t.elapsed());
     }
-    let serial = stats(lat, start.elapsed());
-    let start = Instant::now();
+    let serial = stats(lat, start.elapsed(), cpu_time() - cpu);
+    let (start, cpu) = (Instant::now(), cpu_time());
     let answers = probe.send_all(peer, vec![frame.to_vec(); n], IN_FLIGHT).await;
-    let elapsed = start.elapsed();
+    let (elapsed, cpu) = (start.elapsed(), cpu_time() - cpu);
     assert!(answers.iter().all(Result::is_ok));
     // Per-message latency is not tracked in the pipelined run; report the mean.
     let mean = elapsed / n as u32 * IN_FLIGHT as u32;
-    let parallel = Stats { p50: mean, p99: mean, rate: n as f64 / elapsed.as_secs_f64() };
+    let parallel = Stats { p50: mean, p99: mean, rate: n as f64 / elapsed.as_secs_f64(), cpu: cpu / n as u32 };
     (serial, parallel)
 }
 
 fn row(name: &str, s: &Stats) {
     println!(
-        "| {name:<44} | {:>9.0} | {:>8.2} ms | {:>8.2} ms |",
+        "| {name:<44} | {:>9.0} | {:>8.2} ms | {:>8.2} ms | {:>7.0} µs |",
         s.rate,
         s.p50.as_secs_f64() * 1e3,
-        s.p99.as_secs_f64() * 1e3
+        s.p99.as_secs_f64() * 1e3,
+        s.cpu.as_secs_f64() * 1e6
     );
 }
 
@@ -358,8 +372,8 @@ fn main() {
             sample.len(),
             n / 4
         );
-        println!("| {:<44} | {:>9} | {:>11} | {:>11} |", "measurement", "msgs/s", "p50", "p99");
-        println!("|{:-<46}|{:->11}|{:->13}|{:->13}|", "", "", "", "");
+        println!("| {:<44} | {:>9} | {:>11} | {:>11} | {:>10} |", "measurement", "msgs/s", "p50", "p99", "CPU/msg");
+        println!("|{:-<46}|{:->11}|{:->13}|{:->13}|{:->12}|", "", "", "", "", "");
         row("raw request-response, one at a time", &raw_serial);
         row(&format!("raw request-response, {IN_FLIGHT} in flight (mean)"), &raw_parallel);
         row("rapport, durable receipt, one at a time", &serial);
