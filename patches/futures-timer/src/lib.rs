@@ -86,39 +86,49 @@ fn fallback() -> &'static Handle {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::time::Instant as StdInstant;
+    use futures::FutureExt as _;
 
     use super::*;
 
-    #[tokio::test]
-    async fn completes_after_its_duration_and_not_before() {
-        let start = StdInstant::now();
-        Delay::new(Duration::from_millis(30)).await;
-        assert!(start.elapsed() >= Duration::from_millis(30));
-        let mut pending = Delay::new(Duration::from_secs(3600));
-        let waker = futures::task::noop_waker();
-        assert!(Pin::new(&mut pending).poll(&mut Context::from_waker(&waker)).is_pending());
+    /// Whether `delay` has completed, polled once.
+    fn done(delay: &mut Delay) -> bool {
+        delay.now_or_never().is_some()
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
+    async fn completes_when_its_duration_has_elapsed_and_not_before() {
+        let mut delay = Delay::new(Duration::from_millis(30));
+        assert!(!done(&mut delay));
+        tokio::time::advance(Duration::from_millis(29)).await;
+        assert!(!done(&mut delay), "a millisecond early");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(done(&mut delay));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn reset_moves_the_deadline_either_way() {
         let mut delay = Delay::new(Duration::from_secs(3600));
-        let start = StdInstant::now();
         delay.reset(Duration::from_millis(20));
-        (&mut delay).await;
-        assert!(start.elapsed() >= Duration::from_millis(20));
-        assert!(start.elapsed() < Duration::from_secs(60));
-        // A completed delay runs again after a reset; an enormous duration does not overflow.
+        tokio::time::advance(Duration::from_millis(19)).await;
+        assert!(!done(&mut delay));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(done(&mut delay), "brought forward");
+        // A completed delay runs again after a reset, later; an enormous duration does not
+        // overflow.
+        delay.reset(Duration::from_secs(10));
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(!done(&mut delay), "pushed back");
         delay.reset(Duration::MAX);
-        let waker = futures::task::noop_waker();
-        assert!(Pin::new(&mut delay).poll(&mut Context::from_waker(&waker)).is_pending());
+        tokio::time::advance(Duration::from_secs(86_400)).await;
+        assert!(!done(&mut delay));
     }
 
     #[test]
     fn works_without_a_runtime() {
-        let start = StdInstant::now();
-        futures::executor::block_on(Delay::new(Duration::from_millis(20)));
-        assert!(start.elapsed() >= Duration::from_millis(20));
-        assert!(format!("{:?}", Delay::new(Duration::from_secs(1))).starts_with("Delay"));
+        let mut long = Delay::new(Duration::from_secs(3600));
+        assert!(!done(&mut long));
+        // Served by the background runtime: this returns once it fires.
+        futures::executor::block_on(Delay::new(Duration::from_millis(1)));
+        assert!(format!("{long:?}").starts_with("Delay { deadline:"));
     }
 }
