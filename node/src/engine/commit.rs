@@ -1,6 +1,7 @@
 //! Group commit (spec/node.md §3): the loop handles every event that is ready, then writes
 //! what they staged as one group (for the log store: one `write` to the operating system) and
-//! makes it durable with one flush, off the loop. Nothing is promised before its flush ends:
+//! makes it durable with one flush, off the loop (on it for a lone received message: see
+//! `flush_here`). Nothing is promised before its flush ends:
 //! receipts go out and callers are answered only then. Our own messages are the exception
 //! that keeps latency low: they are written at once, even while a flush runs, so that they
 //! can go out (a crash of the process can no longer lose them), and their callers are told
@@ -9,6 +10,7 @@
 use tracing::warn;
 
 use super::{Engine, Error, Pending};
+use crate::store::Store;
 
 /// A group is written (and flushed, if no flush runs) once it holds this much work, even if
 /// the loop is never idle.
@@ -55,14 +57,11 @@ impl Engine {
     /// have waited for the flush anyway, and nothing of ours is in the group: a message of ours
     /// goes out only when the loop next polls the swarm, which would wait behind the flush.
     fn flush_here(&mut self) {
-        let batch = std::mem::take(&mut self.unflushed);
+        self.flushing = Some(std::mem::take(&mut self.unflushed));
         self.dirty = false;
-        let result = self.store.flush();
-        if let Err(e) = &result {
-            warn!(error = %e, count = batch.len(), "flush failed; receipts withheld");
-        }
-        self.settle(batch, &result);
         self.prepare_store = true;
+        let result = self.store.flush();
+        self.on_flushed(result);
     }
 
     /// Writes and flushes what promises nothing (receipts we hold, delivered outbox entries,
@@ -74,11 +73,7 @@ impl Engine {
             self.start_flush();
         } else if std::mem::take(&mut self.prepare_store) {
             let store = self.store.clone();
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = store.prepare() {
-                    warn!(error = %e, "cannot make room in the store ahead of its writes");
-                }
-            });
+            tokio::task::spawn_blocking(move || prepare(store.as_ref()));
         }
     }
 
@@ -118,9 +113,7 @@ impl Engine {
         let tx = self.flushed_tx.clone();
         tokio::task::spawn_blocking(move || {
             let _ = tx.blocking_send(store.flush());
-            if let Err(e) = store.prepare() {
-                warn!(error = %e, "cannot make room in the store ahead of its writes");
-            }
+            prepare(store.as_ref());
         });
     }
 
@@ -161,5 +154,12 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+/// [`Store::prepare`], off the loop, after a flush was reported.
+fn prepare(store: &dyn Store) {
+    if let Err(e) = store.prepare() {
+        warn!(error = %e, "cannot make room in the store ahead of its writes");
     }
 }
