@@ -81,6 +81,15 @@ struct Inner {
     index: Index,
 }
 
+impl Inner {
+    /// Lengthens the file by `by` zeros (not yet flushed).
+    fn grow(&mut self, by: u64) -> Result<(), Error> {
+        zero(&self.file, self.allocated, by).map_err(backend)?;
+        self.allocated += by;
+        Ok(())
+    }
+}
+
 /// How far ahead of the frames a file of `len` bytes is zeroed.
 fn chunk(len: u64) -> u64 {
     (len / 8).clamp(CHUNK_MIN, CHUNK_MAX)
@@ -387,8 +396,7 @@ impl Log {
         if need > inner.allocated {
             // More than the zeros ahead hold: more of them, now.
             let more = need - inner.allocated + chunk(need);
-            zero(&inner.file, inner.allocated, more).map_err(backend)?;
-            inner.allocated += more;
+            inner.grow(more)?;
         }
         if let Err(e) = inner.file.write_all_at(&frame, at) {
             // Part of the frame may have reached the file: zero it, so that the next frame
@@ -521,8 +529,7 @@ impl Store for Log {
                 return Ok(());
             }
             // Under the lock, so that no append extends the file meanwhile.
-            zero(&inner.file, inner.allocated, ahead).map_err(backend)?;
-            inner.allocated += ahead;
+            inner.grow(ahead)?;
             inner.file.clone()
         };
         file.sync_data().map_err(backend)
