@@ -55,7 +55,11 @@ impl Probe {
                 )
             })
             .map_err(|e| Error::Transport(e.to_string()))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            // As the node does (spec §11.2): the frame follows the protocol proposal at once.
+            .with_swarm_config(|c| {
+                c.with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+                    .with_idle_connection_timeout(Duration::from_secs(60))
+            })
             .build();
         Ok(Probe { swarm })
     }

@@ -55,12 +55,14 @@ pub enum Error {
 }
 
 /// A message whose envelope, payload and signature have been checked. It keeps the exact
-/// bytes received, so a node forwards and stores them without re-serializing anything.
+/// bytes received, so a node forwards and stores them without re-serializing anything. A clone
+/// shares the bytes and the decoded payload: a relationship's log and the node's queues hold
+/// clones, never copies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     id: MessageId,
     bytes: Arc<[u8]>,
-    payload: Payload,
+    payload: Arc<Payload>,
 }
 
 impl Message {
@@ -76,7 +78,7 @@ impl Message {
         if bytes.len() > cbor::MAX_MESSAGE_SIZE {
             return Err(Error::TooLarge { size: bytes.len(), max: cbor::MAX_MESSAGE_SIZE });
         }
-        Ok(Message { id: MessageId::of(&bytes), bytes: bytes.into(), payload })
+        Ok(Message { id: MessageId::of(&bytes), bytes: bytes.into(), payload: Arc::new(payload) })
     }
 
     /// Checks envelope bytes completely; see spec §3.5 for the order of checks.
@@ -191,7 +193,7 @@ pub(crate) fn open_unverified(bytes: &[u8]) -> Result<Unverified, Error> {
         return Err(Error::KeyMismatch { from: payload.header.from, kid });
     }
     Ok(Unverified {
-        message: Message { id: MessageId::of(bytes), bytes: bytes.into(), payload },
+        message: Message { id: MessageId::of(bytes), bytes: bytes.into(), payload: Arc::new(payload) },
         signature: SignatureCheck(Some((key, *parts.signature, parts.payload_item))),
     })
 }
@@ -224,7 +226,7 @@ fn open_with_coset(bytes: &[u8]) -> Result<Message, Error> {
         return Err(Error::KeyMismatch { from: payload.header.from, kid });
     }
     cose::verify(&sign1, &key, &[])?;
-    Ok(Message { id: MessageId::of(bytes), bytes: bytes.into(), payload })
+    Ok(Message { id: MessageId::of(bytes), bytes: bytes.into(), payload: Arc::new(payload) })
 }
 
 /// Where the protected header's byte string (`58 26 a2 01 27 04 58 20 <kid>`) lies.

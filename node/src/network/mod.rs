@@ -11,6 +11,7 @@ pub mod pending;
 
 use std::time::Duration;
 
+use libp2p::core::upgrade;
 use libp2p::identity::Keypair;
 use libp2p::kad::store::MemoryStore;
 use libp2p::swarm::NetworkBehaviour;
@@ -178,7 +179,12 @@ pub fn swarm(keypair: Keypair, config: &Config, registry: &mut Registry) -> Resu
         .with_bandwidth_metrics(registry)
         .with_behaviour(|_| behaviour)
         .map_err(|e| Error::Behaviour(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
+        // A stream's first frame follows its protocol proposal at once, without waiting for the
+        // peer to confirm it (spec §11.2): one round trip per message instead of two.
+        .with_swarm_config(|c| {
+            c.with_substream_upgrade_protocol_override(upgrade::Version::V1Lazy)
+                .with_idle_connection_timeout(IDLE_TIMEOUT)
+        })
         .build();
     Ok(swarm)
 }
