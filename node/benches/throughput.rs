@@ -3,7 +3,8 @@
 //!
 //! `cargo bench -p rapport-node --bench throughput` (set `RAPPORT_BENCH_MESSAGES` to change
 //! the number of messages per measurement, and `RAPPORT_BENCH_STORE` to `sled` or `memory` to
-//! measure another backend than the default log store).
+//! measure another backend than the default log store). `RAPPORT_BENCH_ONLY=in-flight` runs
+//! the node's 64-in-flight row alone, for a profiler.
 //!
 //! Two in-process nodes, each with its own store in a temporary directory and its own
 //! swarm on 127.0.0.1, share this machine's two cores. The vendor sends `usage_report`s of
@@ -412,6 +413,13 @@ fn main() {
         let addr = listen_addr(&c).await;
         v.handle.ask(|tx| Command::Connect(addr, tx)).await.unwrap().unwrap();
         let rels = relationships(&mut v, &mut c, IN_FLIGHT).await;
+        if std::env::var("RAPPORT_BENCH_ONLY").as_deref() == Ok("in-flight") {
+            row(
+                &format!("rapport, durable receipts, {IN_FLIGHT} in flight"),
+                &rapport_parallel(&mut v, &rels, n).await,
+            );
+            return;
+        }
         // A real envelope of the size measured, for the raw transport.
         let sample = {
             let key = SigningKey::from_bytes(&[1; 32]);
