@@ -43,6 +43,7 @@ fn messages() -> usize {
 
 struct Node {
     handle: Handle,
+    metrics: Arc<Metrics>,
     key: KeyId,
     peer: PeerId,
     delivered: mpsc::Receiver<MessageId>,
@@ -79,11 +80,11 @@ async fn node(dir: &std::path::Path, seed: u8) -> Node {
     engine::start(&mut swarm, store.as_ref(), &["/ip4/127.0.0.1/tcp/0".parse().unwrap()], &[]).unwrap();
     let metrics = Arc::new(Metrics::new(&mut registry));
     let (key, peer) = (identity.key_id(), identity.peer_id());
-    let (mut engine, handle) = Engine::new(swarm, store, identity, &config, metrics).unwrap();
+    let (mut engine, handle) = Engine::new(swarm, store, identity, &config, metrics.clone()).unwrap();
     let (tx, delivered) = mpsc::channel(100_000);
     engine.notify_delivered(tx);
     tokio::spawn(engine.run(futures::future::pending()));
-    Node { handle, key, peer, delivered }
+    Node { handle, metrics, key, peer, delivered }
 }
 
 async fn listen_addr(n: &Node) -> Multiaddr {
@@ -428,8 +429,14 @@ fn main() {
         };
         let (raw_serial, raw_parallel) = raw(&sample, n).await;
         let floor = floor(dir.path(), rels[0], n / 4).await;
+        // Flushes of both nodes' stores, per message.
+        let flushes = |v: &Node, c: &Node| v.metrics.flushes.get() + c.metrics.flushes.get();
+        let before = flushes(&v, &c);
         let serial = rapport_serial(&mut v, rels[0], n / 4).await;
+        let between = flushes(&v, &c);
         let parallel = rapport_parallel(&mut v, &rels, n).await;
+        let per = |from: u64, to: u64, count: usize| (to - from) as f64 / count as f64;
+        let flushed = (per(before, between, n / 4), per(between, flushes(&v, &c), n));
         println!(
             "\n{n} messages of {} bytes (one at a time: {}), two nodes on 127.0.0.1, 2 cores\n",
             sample.len(),
@@ -449,6 +456,10 @@ fn main() {
             ratio(&serial),
             ratio(&floor),
             parallel.rate
+        );
+        println!(
+            "flushes per message, both nodes: {:.2} one at a time, {:.2} with {IN_FLIGHT} in flight",
+            flushed.0, flushed.1
         );
     });
 }

@@ -60,6 +60,11 @@ pub struct Metrics {
     pub receipt_latency: Histogram,
     /// Relationships by phase.
     pub relationships: Family<PhaseLabel, Gauge>,
+    /// Group commits: flushes of the store that made a group of writes durable.
+    pub flushes: Counter,
+    /// Work each group commit answered: peers' messages receipted and our own messages
+    /// confirmed to their callers.
+    pub group_size: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -84,6 +89,8 @@ impl Metrics {
             outbox: Gauge::default(),
             receipt_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 20)),
             relationships: Family::default(),
+            flushes: Counter::default(),
+            group_size: Histogram::new(exponential_buckets(1.0, 2.0, 9)),
         };
         r.register("messages_sent", "Messages signed and queued for a peer", m.sent.clone());
         r.register("messages_received", "Messages from peers accepted and stored", m.received.clone());
@@ -95,6 +102,12 @@ impl Metrics {
             m.receipt_latency.clone(),
         );
         r.register("relationships", "Relationships by phase", m.relationships.clone());
+        r.register("store_flushes", "Group commits: flushes that made a group of writes durable", m.flushes.clone());
+        r.register(
+            "group_commit_size",
+            "Messages receipted or confirmed to their callers by one group commit",
+            m.group_size.clone(),
+        );
         m
     }
 
@@ -128,12 +141,16 @@ mod tests {
         m.rejected.get_or_create(&CodeLabel { code: "bad-signature".into() }).inc_by(2);
         m.set_relationships(&[("active", 3usize)].into_iter().collect());
         m.receipt_latency.observe(0.01);
+        m.flushes.inc();
+        m.group_size.observe(3.0);
         let text = encode(&registry);
         assert!(text.contains("rapport_messages_sent_total 1"), "{text}");
         assert!(text.contains("rapport_messages_rejected_total{code=\"bad-signature\"} 2"), "{text}");
         assert!(text.contains("rapport_relationships{phase=\"active\"} 3"), "{text}");
         assert!(text.contains("rapport_relationships{phase=\"closed\"} 0"), "{text}");
         assert!(text.contains("rapport_receipt_latency_seconds_count 1"), "{text}");
+        assert!(text.contains("rapport_store_flushes_total 1"), "{text}");
+        assert!(text.contains("rapport_group_commit_size_bucket{le=\"4.0\"} 1"), "{text}");
         assert!(text.contains("libp2p_"), "libp2p's metrics are registered too");
         assert_eq!(Phase::named("separating"), Some(Phase::separating));
     }

@@ -57,6 +57,7 @@ impl Engine {
     /// have waited for the flush anyway, and nothing of ours is in the group: a message of ours
     /// goes out only when the loop next polls the swarm, which would wait behind the flush.
     fn flush_here(&mut self) {
+        self.count_flush(self.unflushed.len());
         self.flushing = Some(std::mem::take(&mut self.unflushed));
         self.dirty = false;
         self.prepare_store = true;
@@ -105,6 +106,7 @@ impl Engine {
 
     /// Flushes the store off the event loop; the work written so far waits for it.
     fn start_flush(&mut self) {
+        self.count_flush(self.unflushed.len());
         let batch = std::mem::take(&mut self.unflushed);
         self.flushing = Some(batch);
         self.dirty = false;
@@ -115,6 +117,11 @@ impl Engine {
             let _ = tx.blocking_send(store.flush());
             prepare(store.as_ref());
         });
+    }
+
+    fn count_flush(&self, group: usize) {
+        self.metrics.flushes.inc();
+        self.metrics.group_size.observe(group as f64);
     }
 
     pub(super) fn on_flushed(&mut self, result: Result<(), crate::store::Error>) {
