@@ -10,7 +10,6 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use coset::{iana, HeaderBuilder};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use crate::cbor;
@@ -268,10 +267,6 @@ impl<'a> Parts<'a> {
     }
 }
 
-fn protected_header(kid: &KeyId) -> coset::Header {
-    HeaderBuilder::new().algorithm(iana::Algorithm::EdDSA).key_id(kid.as_bytes().to_vec()).build()
-}
-
 /// `{1: -8, 4: h'<kid>'}`: a2 01 27 04 58 20 <32 bytes>.
 fn protected_bytes(kid: &KeyId) -> Vec<u8> {
     let mut out = Vec::with_capacity(38);
@@ -333,6 +328,12 @@ fn bstr_header(out: &mut Vec<u8>, len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coset::{iana, HeaderBuilder};
+
+    /// The protected header as coset builds it, to compare our bytes with coset's.
+    fn protected_header(kid: &KeyId) -> coset::Header {
+        HeaderBuilder::new().algorithm(iana::Algorithm::EdDSA).key_id(kid.as_bytes().to_vec()).build()
+    }
 
     #[test]
     fn sealing_writes_what_coset_writes() {
