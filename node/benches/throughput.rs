@@ -283,7 +283,7 @@ async fn rapport_parallel(v: &mut Node, rels: &[RelationshipId], n: usize) -> St
 type Answer = Box<dyn FnMut(Vec<u8>) -> Vec<u8> + Send>;
 
 /// A peer that answers every frame with `answer(frame)` on its swarm's own task.
-async fn echo_peer(mut answer: Answer) -> (PeerId, Multiaddr) {
+async fn answering_peer(mut answer: Answer) -> (PeerId, Multiaddr) {
     let protocol = StreamProtocol::new("/rapport/local/msg/1");
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
@@ -348,10 +348,9 @@ fn durable_receipts(file: std::fs::File) -> Answer {
 async fn floor(dir: &std::path::Path, rel: RelationshipId, n: usize) -> Stats {
     let file =
         std::fs::File::options().create(true).truncate(true).read(true).write(true).open(dir.join("floor")).unwrap();
-    file.set_len(0).unwrap();
     std::io::Write::write_all(&mut &file, &vec![0; n * 1024 + (1 << 20)]).unwrap();
     file.sync_all().unwrap();
-    let (peer, addr) = echo_peer(durable_receipts(file)).await;
+    let (peer, addr) = answering_peer(durable_receipts(file)).await;
     let mut probe = Probe::new(libp2p::identity::Keypair::generate_ed25519(), "/rapport/local/msg/1").unwrap();
     probe.connect(addr, peer).await.unwrap();
     let key = SigningKey::from_bytes(&[1; 32]);
@@ -371,7 +370,7 @@ async fn floor(dir: &std::path::Path, rel: RelationshipId, n: usize) -> Stats {
 }
 
 async fn raw(frame: &[u8], n: usize) -> (Stats, Stats) {
-    let (peer, addr) = echo_peer(Box::new(|frame| frame)).await;
+    let (peer, addr) = answering_peer(Box::new(|frame| frame)).await;
     let mut probe = Probe::new(libp2p::identity::Keypair::generate_ed25519(), "/rapport/local/msg/1").unwrap();
     probe.connect(addr, peer).await.unwrap();
     let mut lat = Vec::with_capacity(n);
