@@ -57,9 +57,7 @@ impl Engine {
     /// have waited for the flush anyway, and nothing of ours is in the group: a message of ours
     /// goes out only when the loop next polls the swarm, which would wait behind the flush.
     fn flush_here(&mut self) {
-        self.count_flush(self.unflushed.len());
-        self.flushing = Some(std::mem::take(&mut self.unflushed));
-        self.dirty = false;
+        self.begin_flush();
         self.prepare_store = true;
         let result = self.store.flush();
         self.on_flushed(result);
@@ -106,10 +104,7 @@ impl Engine {
 
     /// Flushes the store off the event loop; the work written so far waits for it.
     fn start_flush(&mut self) {
-        self.count_flush(self.unflushed.len());
-        let batch = std::mem::take(&mut self.unflushed);
-        self.flushing = Some(batch);
-        self.dirty = false;
+        self.begin_flush();
         self.prepare_store = false;
         let store = self.store.clone();
         let tx = self.flushed_tx.clone();
@@ -119,9 +114,13 @@ impl Engine {
         });
     }
 
-    fn count_flush(&self, group: usize) {
+    /// What both kinds of flush do first: the work written so far becomes the group that waits
+    /// for this flush, and the flush is counted.
+    fn begin_flush(&mut self) {
         self.metrics.flushes.inc();
-        self.metrics.group_size.observe(group as f64);
+        self.metrics.group_size.observe(self.unflushed.len() as f64);
+        self.flushing = Some(std::mem::take(&mut self.unflushed));
+        self.dirty = false;
     }
 
     pub(super) fn on_flushed(&mut self, result: Result<(), crate::store::Error>) {
