@@ -65,6 +65,12 @@ pub struct Metrics {
     /// Work each group commit answered: peers' messages receipted and our own messages
     /// confirmed to their callers.
     pub group_size: Histogram,
+    /// Gossiped messages dropped unchecked because [`crate::engine::MAX_VERIFYING`] were being
+    /// checked already: a gossip flood costs bounded memory and is counted here.
+    pub gossip_dropped: Counter,
+    /// Receipts and problem reports a peer sent as requests: neither stored nor answered
+    /// (spec §11.2).
+    pub unsolicited_acks: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -91,6 +97,8 @@ impl Metrics {
             relationships: Family::default(),
             flushes: Counter::default(),
             group_size: Histogram::new(exponential_buckets(1.0, 2.0, 9)),
+            gossip_dropped: Counter::default(),
+            unsolicited_acks: Counter::default(),
         };
         r.register("messages_sent", "Messages signed and queued for a peer", m.sent.clone());
         r.register("messages_received", "Messages from peers accepted and stored", m.received.clone());
@@ -107,6 +115,16 @@ impl Metrics {
             "group_commit_size",
             "Messages receipted or confirmed to their callers by one group commit",
             m.group_size.clone(),
+        );
+        r.register(
+            "gossip_dropped",
+            "Gossiped messages dropped unchecked because the verification workers were full",
+            m.gossip_dropped.clone(),
+        );
+        r.register(
+            "unsolicited_acknowledgements",
+            "Receipts and problem reports sent as requests: neither stored nor answered",
+            m.unsolicited_acks.clone(),
         );
         m
     }

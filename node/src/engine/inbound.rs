@@ -6,9 +6,10 @@ use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
 use rapport_protocol::relationship::Policy;
 use rapport_protocol::{
-    Body, Code, Event, HasCode as _, Header, KeyId, Message, MessageId, Payload, ProblemReport, Receipt, RelationshipId,
+    Body, Class, Code, Event, HasCode as _, Header, KeyId, Message, MessageId, Payload, ProblemReport, Receipt,
+    RelationshipId,
 };
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{Engine, Pending};
 use crate::identity;
@@ -28,6 +29,16 @@ impl Engine {
             Err(Refused { id, error }) => {
                 self.rejected(error.code());
                 self.problem(&peer, None, error.code(), &error.to_string(), Some(id))
+            }
+            // Acknowledgements answer requests and are never requests themselves (spec §11.2):
+            // one sent as a request is not stored and not answered, since a receipt of a
+            // receipt would put a message in the log that its verification refuses, and a
+            // problem report in answer to an acknowledgement is forbidden (§5.15).
+            Ok(m) if m.kind().class() == Class::Ack => {
+                self.metrics.unsolicited_acks.inc();
+                debug!(%peer, kind = %m.kind(), "an acknowledgement sent as a request; not stored, not answered");
+                drop(channel);
+                return;
             }
             Ok(m) => match self.accept(&m) {
                 Ok(Some(receipt)) => {
@@ -118,9 +129,7 @@ impl Engine {
     ) -> Vec<u8> {
         let to = identity::key_of(peer).unwrap_or(KeyId::from_bytes([0; 32]));
         let h = Header::ack(rel, self.identity.key_id(), to, self.now());
-        let mut text = text.to_owned();
-        text.truncate(1000);
-        let body = Body::ProblemReport(ProblemReport { code: code.as_str().into(), message, text });
+        let body = Body::ProblemReport(ProblemReport::new(code, message, text));
         match Message::seal(Payload { header: h, body }, &self.identity.key) {
             Ok(r) => r.bytes().to_vec(),
             Err(e) => {

@@ -34,7 +34,8 @@ pub use relationships::{Relationships, Summary};
 
 /// Commands waiting for the loop, at most.
 pub const COMMAND_QUEUE: usize = 256;
-/// Gossiped messages being checked on the worker pool, at most; further ones wait.
+/// Gossiped messages being checked on the worker pool, at most; further ones are dropped and
+/// counted (`rapport_gossip_dropped_total`).
 pub const MAX_VERIFYING: usize = 1024;
 /// Public offers and intents kept for `GET /v1/public`, at most.
 pub const MAX_PUBLIC: usize = 1000;
@@ -634,14 +635,22 @@ impl Engine {
         make: impl FnOnce(Result<Message, rapport_protocol::envelope::Error>) -> Checked + Send + 'static,
         bytes: Vec<u8>,
     ) {
+        // The permit is taken before anything is spawned, so a flood holds at most
+        // MAX_VERIFYING messages in memory; gossip is best effort, and what does not fit is
+        // dropped and counted (gossipsub's own dedup and the publisher's later messages make up
+        // for it).
+        let Ok(permit) = self.verifying.clone().try_acquire_owned() else {
+            self.metrics.gossip_dropped.inc();
+            debug!("verification workers full; gossiped message dropped");
+            return;
+        };
         let tx = self.checked_tx.clone();
-        let permit = self.verifying.clone();
         tokio::spawn(async move {
-            let Ok(_permit) = permit.acquire_owned().await else { return };
             let checked = tokio::task::spawn_blocking(move || make(Message::open(&bytes))).await;
             if let Ok(checked) = checked {
                 let _ = tx.send(checked).await;
             }
+            drop(permit);
         });
     }
 

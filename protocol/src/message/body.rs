@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::id::{Digest32, KeyId, MessageId};
+use crate::problem::Code;
 use crate::vocab::{Category, Purpose};
 use crate::Timestamp;
 
@@ -635,6 +636,35 @@ pub struct ProblemReport {
     pub message: Option<MessageId>,
     /// Human-readable detail.
     pub text: String,
+}
+
+impl ProblemReport {
+    /// The most bytes of `text` a problem report of this node carries: the detail is for a
+    /// human reader, and it often quotes what a peer sent.
+    pub const MAX_TEXT: usize = 1000;
+
+    /// A problem report with `code`, naming `message`, whose detail is `text` cut to at most
+    /// [`ProblemReport::MAX_TEXT`] bytes at a character boundary (the text often carries
+    /// peer-chosen strings, and a cut inside a character would not be UTF-8).
+    pub fn new(code: Code, message: Option<MessageId>, text: &str) -> ProblemReport {
+        ProblemReport { code: code.as_str().into(), message, text: bounded(text, ProblemReport::MAX_TEXT).into_owned() }
+    }
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, with `…` marking the cut when
+/// there was one and `max` has room for it (the mark counts towards `max`). Use it for every string a peer chose that
+/// this node keeps or repeats.
+pub fn bounded(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    const MARK: &str = "…";
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mark = if max >= MARK.len() { MARK } else { "" };
+    let mut end = max - mark.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}{mark}", &text[..end]))
 }
 
 impl Validate for ProblemReport {

@@ -27,10 +27,15 @@ pub enum Error {
     /// The version field names a version this implementation does not speak.
     #[error("unsupported protocol version {0}")]
     UnsupportedVersion(i128),
-    /// The kind is not one this version defines.
+    /// The kind is not one this version defines. It holds the kind as sent, cut to
+    /// [`MAX_QUOTED_KIND`] bytes: the string is the peer's.
     #[error("unknown message kind {0:?}")]
     UnknownKind(String),
 }
+
+/// The most bytes of an unknown kind that [`Error::UnknownKind`] keeps (every kind this version
+/// defines is far shorter).
+pub const MAX_QUOTED_KIND: usize = 64;
 
 macro_rules! kinds {
     ($($variant:ident => $name:literal, $class:ident;)*) => {
@@ -56,7 +61,7 @@ macro_rules! kinds {
         impl FromStr for Kind {
             type Err = Error;
             fn from_str(s: &str) -> Result<Kind, Error> {
-                match s { $($name => Ok(Kind::$variant),)* other => Err(Error::UnknownKind(other.to_owned())) }
+                match s { $($name => Ok(Kind::$variant),)* other => Err(Error::UnknownKind(bounded(other, MAX_QUOTED_KIND).into_owned())) }
             }
         }
 

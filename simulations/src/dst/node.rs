@@ -361,9 +361,7 @@ impl Node {
         message: Option<MessageId>,
     ) -> Vec<u8> {
         let h = Header::ack(rel, self.key_id, to, ctx.now);
-        let mut text = text.to_owned();
-        text.truncate(1000);
-        let body = Body::ProblemReport(ProblemReport { code: code.as_str().into(), message, text });
+        let body = Body::ProblemReport(ProblemReport::new(code, message, text));
         Message::seal(Payload { header: h, body }, &self.key).map(|r| r.bytes().to_vec()).unwrap_or_default()
     }
 

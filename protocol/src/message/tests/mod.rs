@@ -778,3 +778,30 @@ fn every_body_round_trips_through_json_with_hex_ids() {
     // A body of the wrong shape for its kind is refused.
     assert!(Body::deserialize_kind(Kind::Receipt, &serde_json::json!({"title": "x"})).is_err());
 }
+
+#[test]
+fn a_problem_reports_text_is_cut_at_a_character_boundary() {
+    // 700 two-byte characters: byte 1000 falls inside one, where `String::truncate` panics.
+    let text = format!("x{}", "é".repeat(700));
+    let report = ProblemReport::new(crate::Code::UnknownKind, None, &text);
+    assert!(report.text.len() <= ProblemReport::MAX_TEXT, "{} bytes", report.text.len());
+    assert!(report.text.ends_with('…'), "the cut is marked");
+    assert!(text.starts_with(report.text.trim_end_matches('…')), "what is kept is the text's start");
+    let short = ProblemReport::new(crate::Code::UnknownKind, None, "short");
+    assert_eq!(short.text, "short", "a short text is kept whole");
+    // Every cut of a text of mixed widths is UTF-8 and within the bound.
+    let mixed = "aé€😀".repeat(100);
+    for max in 0..40 {
+        let cut = bounded(&mixed, max);
+        assert!(cut.len() <= max, "max {max}: {} bytes", cut.len());
+        assert!(mixed.starts_with(cut.trim_end_matches('…')), "max {max}: {cut}");
+    }
+}
+
+#[test]
+fn an_unknown_kind_keeps_a_bounded_copy_of_the_peers_string() {
+    let long = format!("x{}", "é".repeat(700));
+    let Err(Error::UnknownKind(kept)) = long.parse::<Kind>() else { panic!("{long} is not a kind") };
+    assert!(kept.len() <= MAX_QUOTED_KIND, "{} bytes kept", kept.len());
+    assert!(kept.starts_with('x'), "{kept}");
+}
