@@ -12,6 +12,7 @@ use crate::api::{ConnectRequest, FindRequest};
 use crate::client::Client;
 use crate::config::{Config, Layer, Network};
 
+mod export;
 mod outgoing;
 
 use outgoing::{outgoing, send};
@@ -290,9 +291,13 @@ enum Command {
     Export {
         /// Relationship id (hex).
         rel: String,
-        /// The file to write.
+        /// The file to write, or `-` for standard output. An existing file is refused unless
+        /// --force; a file inside the data directory always is.
         #[arg(long)]
         out: PathBuf,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Verify an export bundle offline (no daemon needed); exit 0 only if it verifies.
     Verify {
@@ -556,10 +561,19 @@ async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::
                     })
                 }),
             ),
-            Command::Export { rel, out } => {
+            Command::Export { rel, out, force } => {
+                let dest = export::check(&out, dir, force)?;
                 let bundle: Value = client.get(&format!("/v1/relationships/{rel}/export")).await?;
-                let text = serde_json::to_string_pretty(&bundle)?;
-                std::fs::write(&out, text + "\n").map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+                let text = serde_json::to_string_pretty(&bundle)? + "\n";
+                let path = match dest {
+                    export::Destination::Stdout => {
+                        // Standard output carries the bundle alone, so it can be piped.
+                        print!("{text}");
+                        return Ok(());
+                    }
+                    export::Destination::File(path) => path,
+                };
+                export::write(&path, text.as_bytes(), force)?;
                 let n = bundle["messages"].as_array().map_or(0, Vec::len);
                 let v = json!({ "file": out, "messages": n });
                 (v, Box::new(|v| format!("wrote {} messages to {}", s(v, "messages"), s(v, "file"))))
