@@ -226,8 +226,9 @@ fn a_relationship_walks_from_offer_to_closure_and_both_exports_verify() {
     act(c, &["close", &rel, &statement]);
 
     let mut reports = Vec::new();
-    for node in [v, c] {
-        let out = node.dir.join("export.json");
+    for (name, node) in [("vendor", v), ("customer", c)] {
+        // Beside the data directories: export refuses to write inside one.
+        let out = root.path().join(format!("{name}-export.json"));
         json(&node.dir, &["export", &rel, "--out", out.to_str().unwrap()]);
         let verified = rapport(&node.dir, &["--json", "verify", out.to_str().unwrap()]);
         assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
@@ -260,7 +261,7 @@ fn a_relationship_walks_from_offer_to_closure_and_both_exports_verify() {
     }
 
     // A tampered export fails verification with a reason.
-    let out = c.dir.join("export.json");
+    let out = root.path().join("customer-export.json");
     let text = std::fs::read_to_string(&out).unwrap().replacen("\"closed\"", "\"active\"", 1);
     std::fs::write(&out, text).unwrap();
     let bad = rapport(&c.dir, &["verify", out.to_str().unwrap()]);
