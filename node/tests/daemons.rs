@@ -226,8 +226,9 @@ fn a_relationship_walks_from_offer_to_closure_and_both_exports_verify() {
     act(c, &["close", &rel, &statement]);
 
     let mut reports = Vec::new();
-    for node in [v, c] {
-        let out = node.dir.join("export.json");
+    for (name, node) in [("vendor", v), ("customer", c)] {
+        // Beside the data directories: export refuses to write inside one.
+        let out = root.path().join(format!("{name}-export.json"));
         json(&node.dir, &["export", &rel, "--out", out.to_str().unwrap()]);
         let verified = rapport(&node.dir, &["--json", "verify", out.to_str().unwrap()]);
         assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
@@ -260,7 +261,7 @@ fn a_relationship_walks_from_offer_to_closure_and_both_exports_verify() {
     }
 
     // A tampered export fails verification with a reason.
-    let out = c.dir.join("export.json");
+    let out = root.path().join("customer-export.json");
     let text = std::fs::read_to_string(&out).unwrap().replacen("\"closed\"", "\"active\"", 1);
     std::fs::write(&out, text).unwrap();
     let bad = rapport(&c.dir, &["verify", out.to_str().unwrap()]);
@@ -308,4 +309,62 @@ fn a_recipient_whose_address_the_sender_never_had_is_found_through_the_dht() {
     for d in [&mut hub, &mut vendor, &mut customer] {
         d.stop();
     }
+}
+
+#[test]
+fn export_refuses_existing_files_without_force_and_the_data_directory_always() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = tempfile::tempdir().unwrap();
+    let mut node = Daemon::init(root.path(), "node");
+    node.start();
+    // An offer to a key nobody runs: it waits in the outbox, and the relationship exists.
+    let to = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    let rel = offer(&node, to, "Export me")["relationship"].as_str().unwrap().to_owned();
+    let export = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["export", &rel, "--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        rapport(&node.dir, &args)
+    };
+    let one_line_error = |out: &std::process::Output, needle: &str| {
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{err}");
+    };
+
+    // A new file: written, mode 0600, and it verifies.
+    let file = root.path().join("bundle.json");
+    assert!(export(&file, &[]).status.success());
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(rapport(&node.dir, &["verify", file.to_str().unwrap()]).status.success());
+
+    // An existing file: refused and unchanged without --force, replaced with it.
+    std::fs::write(&file, "precious").unwrap();
+    one_line_error(&export(&file, &[]), "pass --force");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "precious");
+    assert!(export(&file, &["--force"]).status.success());
+    let bundle: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(bundle["format"], "rapport-export/1");
+
+    // The node's own key, and anything else in its data directory, even through `..` and
+    // even with --force.
+    let key = std::fs::read(node.dir.join("key")).unwrap();
+    let sideways = node.dir.join("..").join("node").join("key");
+    for (out, extra) in
+        [(node.dir.join("key"), &[][..]), (node.dir.join("key"), &["--force"]), (sideways, &["--force"])]
+    {
+        one_line_error(&export(&out, extra), "data directory");
+    }
+    one_line_error(&export(&node.dir.join("new.json"), &["--force"]), "data directory");
+    assert_eq!(std::fs::read(node.dir.join("key")).unwrap(), key, "the key is unchanged");
+    assert!(!node.dir.join("new.json").exists());
+
+    // `-`: the bundle on standard output, and no file named `-`.
+    let out = rapport(&node.dir, &["export", &rel, "--out", "-"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["format"], "rapport-export/1");
+    assert_eq!(printed["messages"], bundle["messages"]);
+    assert!(!std::path::Path::new("-").exists() && !node.dir.join("-").exists());
+    node.stop();
 }
