@@ -297,7 +297,7 @@ fn sign_envelope(kid: &KeyId, payload: &[u8], key: &SigningKey) -> Vec<u8> {
 }
 
 /// `18([protected, {}, payload, signature])` in deterministic encoding.
-fn canonical_envelope(protected: &[u8], payload: &[u8], signature: &[u8]) -> Vec<u8> {
+pub(crate) fn canonical_envelope(protected: &[u8], payload: &[u8], signature: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(protected.len() + payload.len() + signature.len() + 16);
     out.extend_from_slice(&[0xd2, 0x84]);
     bstr_header(&mut out, protected.len());
@@ -310,7 +310,7 @@ fn canonical_envelope(protected: &[u8], payload: &[u8], signature: &[u8]) -> Vec
     out
 }
 
-fn bstr_header(out: &mut Vec<u8>, len: usize) {
+pub(crate) fn bstr_header(out: &mut Vec<u8>, len: usize) {
     match len {
         0..=23 => out.push(0x40 | len as u8),
         24..=0xff => out.extend_from_slice(&[0x58, len as u8]),

@@ -36,6 +36,7 @@ pub mod log;
 pub mod message;
 pub mod problem;
 pub mod relationship;
+pub mod seal;
 mod strict;
 pub mod vocab;
 
