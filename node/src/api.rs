@@ -259,17 +259,10 @@ async fn log(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Vec
     Ok(Json(out))
 }
 
-/// The relationship as a portable bundle (spec/node.md §7).
+/// The relationship as a portable bundle (spec/node.md §7), sealed by the node.
 async fn export(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<crate::bundle::Bundle> {
     let rel = requests::relationship_id(&id)?;
-    let stored =
-        s.store.relationship(&rel).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let summaries = s.handle.ask(Command::Relationships).await?;
-    let Some(summary) = summaries.iter().find(|r| r.id == id.to_lowercase()) else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no relationship {id}")));
-    };
-    let status = s.handle.ask(Command::Status).await?;
-    Ok(Json(crate::bundle::Bundle::new(rel, status.key_id, engine::now(), summary.phase, &stored)))
+    Ok(Json(s.handle.ask(|reply| Command::Export(rel, reply)).await??))
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {

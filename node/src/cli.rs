@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
 use crate::api::{ConnectRequest, FindRequest};
+use crate::bundle::Unsigned;
 use crate::client::Client;
 use crate::config::{Config, Layer, Network};
 
@@ -299,10 +300,15 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Verify an export bundle offline (no daemon needed); exit 0 only if it verifies.
+    /// Verify an export bundle offline (no daemon needed); exit 0 only if it verifies, the
+    /// exporter's seal included (spec/node.md §7.3).
     Verify {
         /// The bundle file.
         file: PathBuf,
+        /// Accept a bundle without a seal (rapport-export/1): its envelopes and log are verified,
+        /// but nothing shows that messages were not dropped or its manifest not edited.
+        #[arg(long)]
+        allow_unsigned: bool,
     },
 }
 
@@ -677,14 +683,25 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(crate::demo::run())
         }
         Command::Testnet { action } => testnet(action, cli.json),
-        Command::Verify { file } => {
+        Command::Verify { file, allow_unsigned } => {
             let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let report = crate::bundle::verify_file(&bytes)?;
+            let unsigned = if allow_unsigned { Unsigned::Allow } else { Unsigned::Refuse };
+            let report = crate::bundle::verify_file(&bytes, unsigned)?;
             if cli.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
+                let sealed = match (&report.sealed_by, report.sealed_by_role, report.sealed_at) {
+                    (Some(by), Some(role), Some(at)) => {
+                        let role = match role {
+                            rapport_protocol::Role::Customer => "customer",
+                            rapport_protocol::Role::Vendor => "vendor",
+                        };
+                        format!("sealed by the {role} {by} at {at}, complete as sealed")
+                    }
+                    _ => "UNSIGNED: nothing shows that no message was dropped or the manifest not edited".into(),
+                };
                 println!(
-                    "verified: relationship {} is {}; {} messages and {} receipts, all signatures strict-valid",
+                    "verified: relationship {} is {}; {} messages and {} receipts, all signatures strict-valid; {sealed}",
                     report.relationship, report.phase, report.chained, report.acknowledgements
                 );
             }

@@ -25,6 +25,7 @@ use rapport_protocol::{Body, Code, KeyId, Message, MessageId, RelationshipId, Ti
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{debug, info, warn};
 
+use crate::bundle::Bundle;
 use crate::identity::Identity;
 use crate::metrics::{CodeLabel, Metrics};
 use crate::network::codec::{Envelope, Refused, Request, Response};
@@ -165,6 +166,10 @@ pub enum Command {
     /// Make every message waiting in the outbox due now, as after its backoff, and send it (as
     /// `postqueue -f` flushes a mail queue); answers how many were waiting.
     RetryNow(oneshot::Sender<usize>),
+    /// A relationship's export bundle (spec/node.md §7), sealed with the node's key: its
+    /// messages and its phase read in one turn of the loop, so the seal states the phase those
+    /// messages establish.
+    Export(RelationshipId, oneshot::Sender<Result<Bundle, Error>>),
 }
 
 /// A handle for sending commands to the loop.
@@ -503,7 +508,29 @@ impl Engine {
                 self.metrics.set_relationships(&self.relationships.by_phase());
                 let _ = reply.send(());
             }
+            Command::Export(rel, reply) => {
+                let _ = reply.send(self.export(rel));
+            }
         }
+    }
+
+    /// The bundle of `rel`: every message stored under it, then those this turn staged (the
+    /// in-memory phase already counts them), sealed as of now.
+    fn export(&self, rel: RelationshipId) -> Result<Bundle, Error> {
+        let Some(relationship) = self.relationships.get(&rel) else {
+            return Err(Error::NotFound(format!("no relationship {rel}")));
+        };
+        let mut envelopes: Vec<Arc<[u8]>> = self.store.relationship(&rel)?.into_iter().map(Arc::from).collect();
+        let mut held: HashSet<MessageId> = envelopes.iter().map(|e| MessageId::of(e)).collect();
+        for write in &self.writes {
+            if let Write::Message { relationship: Some(r), id, bytes } = write {
+                if *r == rel && held.insert(*id) {
+                    envelopes.push(bytes.clone());
+                }
+            }
+        }
+        Bundle::new(rel, &self.identity.key, self.now(), relationship.phase().as_str(), &envelopes)
+            .map_err(|e| refused(&e, &e))
     }
 
     fn status(&self) -> Status {
