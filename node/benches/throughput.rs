@@ -55,6 +55,7 @@ fn config(dir: &std::path::Path) -> Config {
         network: Network::named("local").unwrap(),
         listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
         api: "127.0.0.1:0".parse().unwrap(),
+        api_allow_remote: false,
         bootstrap: Vec::new(),
         mdns: false,
         max_connections: 64,

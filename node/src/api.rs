@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -30,6 +30,9 @@ pub struct AppState {
     pub token: Arc<str>,
     /// Every metric, for `GET /metrics`.
     pub registry: Arc<prometheus_client::registry::Registry>,
+    /// Accept any `Host` header: the operator let the API listen beyond loopback
+    /// (`api_allow_remote`). Otherwise only loopback names and addresses are served.
+    pub any_host: bool,
 }
 
 impl std::fmt::Debug for AppState {
@@ -86,6 +89,7 @@ impl From<requests::Error> for ApiError {
     fn from(e: requests::Error) -> ApiError {
         let status = match e {
             requests::Error::UnknownKind(_) => StatusCode::NOT_FOUND,
+            requests::Error::Json(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, e.to_string())
@@ -93,6 +97,66 @@ impl From<requests::Error> for ApiError {
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// A JSON request body, read by [`requests::parse`]: unlike axum's `Json`, it refuses a body
+/// that names a key twice in one object, and says why in the API's error shape.
+#[derive(Debug)]
+pub struct Strict<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Strict<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Strict<T>, ApiError> {
+        let json =
+            request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+                v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json")
+            });
+        if !json {
+            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "the body must be application/json"));
+        }
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        Ok(Strict(requests::parse(&bytes)?))
+    }
+}
+
+/// Whether a `Host` header names this machine's loopback: `localhost`, or a loopback address,
+/// with or without a port. A page from elsewhere that rebinds its own name to 127.0.0.1 sends
+/// that name, not these.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, port)) if port.is_empty() || port.strip_prefix(':').is_some_and(is_port) => v6,
+            _ => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return false,
+            None => host,
+        },
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn is_port(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The DNS-rebinding guard: refuses a request whose `Host` is not loopback, before the token
+/// is looked at.
+async fn host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let host = request.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+    if state.any_host || host.is_some_and(loopback_host) {
+        return next.run(request).await;
+    }
+    ApiError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        "the Host header must name this machine's loopback (localhost, 127.0.0.1 or [::1]), \
+         unless the node runs with api_allow_remote",
+    )
+    .into_response()
+}
 
 /// Compares in time independent of where the strings differ.
 fn same(a: &[u8], b: &[u8]) -> bool {
@@ -127,6 +191,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/relationships/{id}/log", get(log))
         .route("/v1/relationships/{id}/export", get(export))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(middleware::from_fn_with_state(state.clone(), host))
         .with_state(state)
 }
 
@@ -162,12 +227,12 @@ async fn peers(State(s): State<AppState>, Query(q): Query<PeersQuery>) -> ApiRes
     Ok(Json(s.handle.ask(|reply| Command::Peers { all: q.all, reply }).await?))
 }
 
-async fn find(State(s): State<AppState>, Json(req): Json<FindRequest>) -> ApiResult<engine::Found> {
+async fn find(State(s): State<AppState>, Strict(req): Strict<FindRequest>) -> ApiResult<engine::Found> {
     let peer = req.peer()?;
     Ok(Json(s.handle.ask(|tx| Command::Find(peer, tx)).await??))
 }
 
-async fn connect(State(s): State<AppState>, Json(req): Json<ConnectRequest>) -> ApiResult<serde_json::Value> {
+async fn connect(State(s): State<AppState>, Strict(req): Strict<ConnectRequest>) -> ApiResult<serde_json::Value> {
     let addr = req.multiaddr()?;
     s.handle.ask(|tx| Command::Connect(addr, tx)).await??;
     Ok(Json(serde_json::json!({ "dialing": req.address })))
@@ -177,7 +242,7 @@ async fn connect(State(s): State<AppState>, Json(req): Json<ConnectRequest>) -> 
 async fn send(
     State(s): State<AppState>,
     Path(kind): Path<String>,
-    Json(req): Json<SendRequest>,
+    Strict(req): Strict<SendRequest>,
 ) -> ApiResult<engine::Submitted> {
     let requests::Outgoing { relationship, to, body } = req.check(&kind)?;
     let draft = Draft { relationship, to, body };
@@ -304,6 +369,7 @@ mod tests {
             store: Arc::new(crate::store::Memory::new()),
             token: "t".repeat(64).into(),
             registry: Arc::default(),
+            any_host: false,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -337,5 +403,75 @@ mod tests {
         }
         let r = right.get::<serde_json::Value>("/v1/nothing").await;
         assert!(matches!(r, Err(client::Error::Refused { status: 404, message, .. }) if message == "404 Not Found"));
+    }
+
+    #[test]
+    fn only_loopback_hosts_pass() {
+        for ok in ["localhost", "LOCALHOST:4711", "127.0.0.1", "127.0.0.1:4711", "127.9.9.9:1", "[::1]", "[::1]:4711"] {
+            assert!(loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil.example",
+            "evil.example:4711",
+            "localhost.evil.example",
+            "10.0.0.1:4711",
+            "0.0.0.0:4711",
+            "[::]:4711",
+            "[::1]4711",
+            "[::1",
+            "127.0.0.1:",
+            "127.0.0.1:x",
+            "::1",
+        ] {
+            assert!(!loopback_host(bad), "{bad}");
+        }
+    }
+
+    /// Over HTTP: a foreign `Host` is refused before the token is read (unless the node allows
+    /// remote API use), and a body naming a key twice is refused with a reason.
+    #[tokio::test]
+    async fn foreign_hosts_and_duplicate_keys_are_refused() {
+        let serve = |any_host: bool| async move {
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            drop(rx);
+            let state = AppState {
+                handle: Handle(tx),
+                store: Arc::new(crate::store::Memory::new()),
+                token: "t".repeat(64).into(),
+                registry: Arc::default(),
+                any_host,
+            };
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, router(state)).await });
+            addr
+        };
+        let http = reqwest::Client::new();
+        let token = "t".repeat(64);
+        let ask = |addr: std::net::SocketAddr, host: &'static str| {
+            http.get(format!("http://{addr}/v1/status")).header(header::HOST, host).bearer_auth(&token).send()
+        };
+        let strict = serve(false).await;
+        let r = ask(strict, "rebound.example:4711").await.unwrap();
+        assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST);
+        assert!(r.text().await.unwrap().contains("loopback"));
+        // Loopback names pass the guard; the engine is absent, so the handler answers 503.
+        assert_eq!(ask(strict, "localhost").await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+        let open = serve(true).await;
+        assert_eq!(ask(open, "rebound.example:4711").await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+
+        let post = |body: &'static str, json: bool| {
+            let r = http.post(format!("http://{strict}/v1/find")).bearer_auth(&token).body(body);
+            if json { r.header(header::CONTENT_TYPE, "application/json") } else { r }.send()
+        };
+        let r = post(r#"{"peer_id":"a","peer_id":"b"}"#, true).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body: ErrorBody = r.json().await.unwrap();
+        assert!(body.error.contains("duplicate key \"peer_id\""), "{}", body.error);
+        assert_eq!(post(r#"{"peer_id":"a"}"#, false).await.unwrap().status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        // One key once gets as far as the request's own checks.
+        let r = post(r#"{"peer_id":"a"}"#, true).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "a bad peer id, checked after the JSON");
     }
 }

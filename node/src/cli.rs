@@ -106,9 +106,12 @@ enum Command {
         /// libp2p listen addresses (comma-separated or repeated).
         #[arg(long, env = "RAPPORT_LISTEN", value_delimiter = ',')]
         listen: Option<Vec<String>>,
-        /// Control API address (keep it on loopback).
+        /// Control API address; loopback unless --api-allow-remote.
         #[arg(long, env = "RAPPORT_API")]
         api: Option<SocketAddr>,
+        /// Let the control API listen on an address other hosts can reach (warned at every start).
+        #[arg(long, env = "RAPPORT_API_ALLOW_REMOTE", num_args = 0..=1, default_missing_value = "true")]
+        api_allow_remote: Option<bool>,
         /// Peers to dial at start (comma-separated or repeated).
         #[arg(long, env = "RAPPORT_BOOTSTRAP", value_delimiter = ',')]
         bootstrap: Option<Vec<String>>,
@@ -663,9 +666,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run { network, listen, api, bootstrap, mdns, target_peers, log_format } => {
+        Command::Run { network, listen, api, api_allow_remote, bootstrap, mdns, target_peers, log_format } => {
             init_tracing(log_format);
-            let flags = Layer { network, listen, api, bootstrap, mdns, target_peers, ..Layer::default() };
+            let flags =
+                Layer { network, listen, api, api_allow_remote, bootstrap, mdns, target_peers, ..Layer::default() };
             let config = Config::load(&dir, flags)?;
             runtime.block_on(crate::daemon::run(config, crate::daemon::signal()))
         }

@@ -52,6 +52,7 @@ impl Client {
     pub fn for_data_dir(data_dir: &Path) -> Result<Client, Error> {
         let api = std::fs::read_to_string(data_dir.join(API_FILE))
             .map_err(|_| Error::NotRunning(data_dir.display().to_string()))?;
+        identity::check_data_dir(data_dir)?;
         let token = identity::load_token(data_dir)?;
         Ok(Client::new(api.trim(), token))
     }
