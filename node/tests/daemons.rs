@@ -368,3 +368,61 @@ fn export_refuses_existing_files_without_force_and_the_data_directory_always() {
     assert!(!std::path::Path::new("-").exists() && !node.dir.join("-").exists());
     node.stop();
 }
+
+/// The local-exposure checks of the daemon and the CLI (issue #22, point 6): an API beyond
+/// loopback needs `--api-allow-remote`; a data directory or `api` file others can write is
+/// refused by both; a second node on a taken TCP port fails instead of sharing it; a foreign
+/// `Host` is refused.
+#[test]
+fn local_exposure_is_refused() {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = tempfile::tempdir().unwrap();
+    let mut node = Daemon::init(root.path(), "node");
+    let chmod = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let refused = |node: &mut Daemon, needle: &str| {
+        let (status, log) = node.wait_exit();
+        assert!(!status.success(), "{log}");
+        assert!(log.contains(needle), "{log}");
+    };
+
+    node.spawn_with(&["--api", "0.0.0.0:0"]);
+    refused(&mut node, "api_allow_remote");
+    chmod(&node.dir, 0o777);
+    node.spawn_with(&[]);
+    refused(&mut node, "chmod go-w");
+    chmod(&node.dir, 0o700);
+    node.start();
+
+    // A second node told to listen on the first one's port.
+    let mut second = Daemon::init(root.path(), "second");
+    second.port = node.port;
+    second.spawn_with(&[]);
+    refused(&mut second, "already in use");
+
+    // The CLI will not send its token where a rewritten `api` file points.
+    let api = node.dir.join("api");
+    assert_eq!(std::fs::metadata(&api).unwrap().permissions().mode() & 0o777, 0o600);
+    chmod(&api, 0o666);
+    let out = rapport(&node.dir, &["status"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.trim().lines().count() == 1 && err.contains("chmod go-w"), "{err}");
+    chmod(&api, 0o600);
+    assert!(rapport(&node.dir, &["status"]).status.success());
+
+    // DNS rebinding: the port answers, but not to a foreign name.
+    let addr = std::fs::read_to_string(&api).unwrap();
+    let ask = |host: &str| {
+        let mut stream = std::net::TcpStream::connect(addr.trim()).unwrap();
+        write!(stream, "GET /v1/status HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    assert!(ask("rebound.example").starts_with("HTTP/1.1 421"));
+    assert!(ask(addr.trim()).starts_with("HTTP/1.1 401"), "a loopback Host reaches the token check");
+    node.stop();
+}

@@ -713,6 +713,7 @@ pub fn start(
     bootstrap: &[Multiaddr],
 ) -> Result<(), anyhow::Error> {
     for addr in listen {
+        network::check_port_free(addr)?;
         swarm.listen_on(addr.clone()).map_err(|e| network::Error::Transport(format!("listen on {addr}: {e}")))?;
     }
     for (peer, addresses) in store.peers()? {
