@@ -8,7 +8,7 @@ use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use rapport_protocol::Message;
 use serde::{Deserialize, Serialize};
@@ -80,6 +80,7 @@ impl From<engine::Error> for ApiError {
             engine::Error::BadRequest(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
             engine::Error::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
             engine::Error::Store(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            engine::Error::File(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m),
             engine::Error::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
         }
     }
@@ -190,6 +191,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/relationships", get(relationships))
         .route("/v1/relationships/{id}/log", get(log))
         .route("/v1/relationships/{id}/export", get(export))
+        .route("/v1/blocked", get(blocked))
+        .route("/v1/blocked/{key}", put(block).delete(unblock))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(middleware::from_fn_with_state(state.clone(), host))
         .with_state(state)
@@ -278,6 +281,43 @@ async fn public(State(s): State<AppState>) -> ApiResult<Vec<PublicEntry>> {
             })
             .collect(),
     ))
+}
+
+/// The block list, or one change to it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BlockedKeys {
+    /// Blocked key ids, hex, in byte order.
+    pub blocked: Vec<String>,
+}
+
+/// The answer to blocking or unblocking a key.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BlockChange {
+    /// The key, hex.
+    pub key: String,
+    /// Whether it is blocked now.
+    pub blocked: bool,
+    /// Whether this request changed anything (false: it was blocked, or not, already).
+    pub changed: bool,
+}
+
+async fn blocked(State(s): State<AppState>) -> ApiResult<BlockedKeys> {
+    let keys = s.handle.ask(Command::Blocked).await?;
+    Ok(Json(BlockedKeys { blocked: keys.iter().map(|k| k.to_hex()).collect() }))
+}
+
+async fn block(State(s): State<AppState>, Path(key): Path<String>) -> ApiResult<BlockChange> {
+    set_blocked(s, &key, true).await
+}
+
+async fn unblock(State(s): State<AppState>, Path(key): Path<String>) -> ApiResult<BlockChange> {
+    set_blocked(s, &key, false).await
+}
+
+async fn set_blocked(s: AppState, key: &str, block: bool) -> ApiResult<BlockChange> {
+    let id = requests::key_id(key)?;
+    let changed = s.handle.ask(|reply| Command::Block { key: id, block, reply }).await??;
+    Ok(Json(BlockChange { key: id.to_hex(), blocked: block, changed }))
 }
 
 async fn relationships(State(s): State<AppState>) -> ApiResult<Vec<engine::Summary>> {
@@ -380,16 +420,21 @@ mod tests {
         let wrong = Client::new(&addr, "x".into());
         let right = Client::new(&addr, "t".repeat(64));
         for (path, ops) in paths {
-            let path = path.replace("{id}", &"ab".repeat(16)).replace("{kind}", "offer");
+            let path =
+                path.replace("{id}", &"ab".repeat(16)).replace("{kind}", "offer").replace("{key}", &"cd".repeat(32));
             for method in ops.as_object().unwrap().keys() {
                 let r = match method.as_str() {
                     "get" => wrong.get::<serde_json::Value>(&path).await,
                     "post" => wrong.post::<_, serde_json::Value>(&path, &serde_json::json!({})).await,
+                    "put" => wrong.put::<serde_json::Value>(&path).await,
+                    "delete" => wrong.delete::<serde_json::Value>(&path).await,
                     other => panic!("undocumented method {other}"),
                 };
                 assert!(matches!(r, Err(client::Error::Refused { status: 401, .. })), "{method} {path}: {r:?}");
                 let r = match method.as_str() {
                     "get" => right.get::<serde_json::Value>(&path).await,
+                    "put" => right.put::<serde_json::Value>(&path).await,
+                    "delete" => right.delete::<serde_json::Value>(&path).await,
                     _ => right.post::<_, serde_json::Value>(&path, &serde_json::json!({})).await,
                 };
                 // A handler's own 404 explains itself; the router's has no body.

@@ -307,6 +307,19 @@ enum Command {
         /// The bundle file.
         file: PathBuf,
     },
+    /// Refuse every message from a key, in every relationship, before it is stored; its
+    /// gossiped offers are dropped too. Saved in the data directory's `blocked` file.
+    Block {
+        /// The key id (hex).
+        key: String,
+    },
+    /// Hear from a blocked key again.
+    Unblock {
+        /// The key id (hex).
+        key: String,
+    },
+    /// The blocked keys.
+    Blocked,
 }
 
 #[derive(Debug, Subcommand)]
@@ -581,6 +594,24 @@ async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::
                 let v = json!({ "file": out, "messages": n });
                 (v, Box::new(|v| format!("wrote {} messages to {}", s(v, "messages"), s(v, "file"))))
             }
+            Command::Block { key } => (
+                client.put(&format!("/v1/blocked/{key}")).await?,
+                Box::new(|v| {
+                    let again = if v["changed"] == true { "" } else { " (already)" };
+                    format!("blocked {}{again}", s(v, "key"))
+                }),
+            ),
+            Command::Unblock { key } => (
+                client.delete(&format!("/v1/blocked/{key}")).await?,
+                Box::new(|v| {
+                    let again = if v["changed"] == true { "" } else { " (was not blocked)" };
+                    format!("unblocked {}{again}", s(v, "key"))
+                }),
+            ),
+            Command::Blocked => (
+                client.get("/v1/blocked").await?,
+                Box::new(|v| lines(&v["blocked"], |k| k.as_str().unwrap_or_default().to_owned())),
+            ),
             _ => anyhow::bail!("not a client command"),
         }
     };

@@ -99,6 +99,18 @@ impl Client {
         Ok(text)
     }
 
+    /// `PUT path`, no body.
+    pub async fn put<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+        let r = self.http.put(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await;
+        self.finish(r).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+        let r = self.http.delete(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await;
+        self.finish(r).await
+    }
+
     /// `POST path` with a JSON body.
     pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, Error> {
         let r = self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(body).send().await;

@@ -137,6 +137,16 @@ pub struct Layer {
     pub max_memory_fraction: Option<f64>,
     /// Storage backend.
     pub store: Option<StoreKind>,
+    /// Relationships awaiting the owner's first answer, at most, per remote key.
+    pub max_unanswered_per_key: Option<u32>,
+    /// Relationships awaiting the owner's first answer, at most, per delivering peer.
+    pub max_unanswered_per_peer: Option<u32>,
+    /// Bytes of the stranger's messages stored, at most, per relationship awaiting an answer.
+    pub max_unanswered_bytes: Option<u64>,
+    /// Messages a minute, at most, into one relationship awaiting an answer.
+    pub max_unanswered_per_minute: Option<u32>,
+    /// Messages a minute, at most, into one answered relationship.
+    pub max_messages_per_minute: Option<u32>,
 }
 
 impl Layer {
@@ -154,6 +164,11 @@ impl Layer {
             target_peers: self.target_peers.or(lower.target_peers),
             max_memory_fraction: self.max_memory_fraction.or(lower.max_memory_fraction),
             store: self.store.or(lower.store),
+            max_unanswered_per_key: self.max_unanswered_per_key.or(lower.max_unanswered_per_key),
+            max_unanswered_per_peer: self.max_unanswered_per_peer.or(lower.max_unanswered_per_peer),
+            max_unanswered_bytes: self.max_unanswered_bytes.or(lower.max_unanswered_bytes),
+            max_unanswered_per_minute: self.max_unanswered_per_minute.or(lower.max_unanswered_per_minute),
+            max_messages_per_minute: self.max_messages_per_minute.or(lower.max_messages_per_minute),
         }
     }
 
@@ -288,6 +303,37 @@ pub struct Config {
     pub max_memory_fraction: f64,
     /// Storage backend.
     pub store: StoreKind,
+    /// What the node stores for peers its owner has not answered (spec/node.md §3.2).
+    pub quota: Quota,
+}
+
+/// The quotas on what peers may make a node store (spec/node.md §3.2). A relationship is
+/// *unanswered* while its owner has sent no message in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Unanswered relationships, at most, opened by one key.
+    pub max_unanswered_per_key: u32,
+    /// Unanswered relationships, at most, delivered by one peer (whatever keys signed them).
+    pub max_unanswered_per_peer: u32,
+    /// Bytes of the other party's messages stored, at most, in one unanswered relationship.
+    pub max_unanswered_bytes: u64,
+    /// Messages a minute, at most, into one unanswered relationship (a minute's worth may come
+    /// at once).
+    pub max_unanswered_per_minute: u32,
+    /// Messages a minute, at most, into one answered relationship.
+    pub max_messages_per_minute: u32,
+}
+
+impl Default for Quota {
+    fn default() -> Quota {
+        Quota {
+            max_unanswered_per_key: 16,
+            max_unanswered_per_peer: 64,
+            max_unanswered_bytes: 256 * 1024,
+            max_unanswered_per_minute: 10,
+            max_messages_per_minute: 12_000,
+        }
+    }
 }
 
 /// The defaults, the lowest layer.
@@ -304,6 +350,11 @@ pub fn defaults() -> Layer {
         target_peers: Some(DEFAULT_TARGET_PEERS),
         max_memory_fraction: Some(0.8),
         store: Some(StoreKind::Log),
+        max_unanswered_per_key: Some(Quota::default().max_unanswered_per_key),
+        max_unanswered_per_peer: Some(Quota::default().max_unanswered_per_peer),
+        max_unanswered_bytes: Some(Quota::default().max_unanswered_bytes),
+        max_unanswered_per_minute: Some(Quota::default().max_unanswered_per_minute),
+        max_messages_per_minute: Some(Quota::default().max_messages_per_minute),
     }
 }
 
@@ -363,6 +414,21 @@ impl Config {
                 ),
             });
         }
+        let d = Quota::default();
+        let quota = Quota {
+            max_unanswered_per_key: l.max_unanswered_per_key.unwrap_or(d.max_unanswered_per_key),
+            max_unanswered_per_peer: l.max_unanswered_per_peer.unwrap_or(d.max_unanswered_per_peer),
+            max_unanswered_bytes: l.max_unanswered_bytes.unwrap_or(d.max_unanswered_bytes),
+            max_unanswered_per_minute: l.max_unanswered_per_minute.unwrap_or(d.max_unanswered_per_minute),
+            max_messages_per_minute: l.max_messages_per_minute.unwrap_or(d.max_messages_per_minute),
+        };
+        // The unanswered quotas may be 0: then strangers cannot open relationships at all.
+        if quota.max_messages_per_minute == 0 {
+            return Err(Error::Invalid {
+                name: "max_messages_per_minute",
+                detail: "0 would refuse every message, in every relationship (block keys instead)".into(),
+            });
+        }
         Ok(Config {
             data_dir: data_dir.into(),
             network,
@@ -376,6 +442,7 @@ impl Config {
             target_peers,
             max_memory_fraction: fraction,
             store: l.store.unwrap_or(StoreKind::Log),
+            quota,
         })
     }
 }
@@ -394,7 +461,13 @@ pub fn initial_file(network: &str) -> String {
          # max_connections_per_peer = 4\n\
          # target_peers = 32\n\
          # max_memory_fraction = 0.8\n\
-         # store = \"log\"\n"
+         # store = \"log\"\n\
+         # What strangers may make this node store (relationships awaiting your first answer):\n\
+         # max_unanswered_per_key = 16\n\
+         # max_unanswered_per_peer = 64\n\
+         # max_unanswered_bytes = 262144\n\
+         # max_unanswered_per_minute = 10\n\
+         # max_messages_per_minute = 12000\n"
     )
 }
 

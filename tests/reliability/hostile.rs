@@ -118,3 +118,245 @@ fn a_hostile_peer_cannot_crash_the_node_or_spoil_its_record() {
     }
     customer.stop();
 }
+
+/// `prev` followed by one more offer in its relationship, from the same key, with a
+/// description of `pad` bytes: the next message of a stranger's chain.
+fn follow_up(prev: &Message, key: &SigningKey, pad: usize) -> Message {
+    let h = prev.header();
+    let header = Header { seq: h.seq + 1, prev: Some(prev.id()), created_at: now_ms(), ..h.clone() };
+    let Body::Offer(mut body) = prev.body().clone() else { panic!("an offer") };
+    body.description = "x".repeat(pad);
+    Message::seal(Payload { header, body: Body::Offer(body) }, key).unwrap()
+}
+
+/// Relationship `n` of a run tagged `tag`.
+fn rel_of(tag: u8, n: u16) -> RelationshipId {
+    let mut rel = [tag; 16];
+    rel[14..].copy_from_slice(&n.to_be_bytes());
+    RelationshipId::from_bytes(rel)
+}
+
+/// `key`'s offer to `daemon` opening relationship `n` of run `tag`.
+fn opening(key: &SigningKey, daemon: rapport_protocol::KeyId, tag: u8, n: u16) -> Message {
+    offer(key, daemon, rel_of(tag, n), now_ms())
+}
+
+/// The neighbour's offer `n`, which must be stored whatever the attackers do.
+fn serve(neighbour: &mut Wire, honest: &SigningKey, n: u16) {
+    let m = opening(honest, neighbour.daemon, 7, n);
+    assert_eq!(neighbour.ask(m.bytes().to_vec()), Ok(m.id()), "the neighbour's offer {n} is stored");
+}
+
+fn key_hex(key: &SigningKey) -> String {
+    hex::encode(key.verifying_key().to_bytes())
+}
+
+/// Counts the answers of a run: how many receipts, and each refusal's code.
+fn tally(
+    answers: &[Result<rapport_protocol::MessageId, String>],
+) -> (usize, std::collections::BTreeMap<String, usize>) {
+    let mut refused = std::collections::BTreeMap::new();
+    for code in answers.iter().filter_map(|a| a.as_ref().err()) {
+        *refused.entry(code.clone()).or_default() += 1;
+    }
+    (answers.iter().filter(|a| a.is_ok()).count(), refused)
+}
+
+fn metric(dir: &std::path::Path, runtime: &tokio::runtime::Runtime, line: &str) -> bool {
+    let client = rapport_node::client::Client::for_data_dir(dir).unwrap();
+    runtime.block_on(client.get_text("/metrics")).unwrap().lines().any(|l| l == line)
+}
+
+/// The daemon's peak resident set (VmHWM), KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Issue #22, point 3: strangers cannot fill the disk. A key opens relationships as fast as it
+/// can, a peer relays openings signed by fresh keys, a stranger floods one relationship and
+/// another fills one with large messages; each is refused at its quota with a signed problem
+/// report (`quota-exceeded`, `rate-limited`), a neighbour is served throughout, and a key the
+/// owner blocks is refused (`blocked`) before anything is stored, across a restart.
+#[test]
+fn a_stranger_cannot_fill_the_disk_and_a_blocked_key_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let mut customer = Daemon::init(root.path(), "customer");
+    // Defaults but for the byte quota, lowered so that a few 4 KB offers reach it within the
+    // rate of 10 a minute.
+    let config = customer.dir.join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("max_unanswered_bytes = 24576\n");
+    std::fs::write(&config, text).unwrap();
+    customer.start();
+    let attacker = SigningKey::from_bytes(&[66; 32]);
+    let honest = SigningKey::from_bytes(&[7; 32]);
+    let mut wire = Wire::connect(&customer, &attacker);
+    let mut neighbour = Wire::connect(&customer, &honest);
+    let daemon = wire.daemon;
+    let mut rows: Vec<(String, String)> = Vec::new();
+
+    // 1. One key opens 100 relationships: 16 await her answer, the rest are refused.
+    let answers: Vec<_> = (0..100).map(|n| wire.ask(opening(&attacker, daemon, 1, n).bytes().to_vec())).collect();
+    let (stored, refused) = tally(&answers);
+    assert_eq!(stored, 16, "{refused:?}");
+    assert_eq!(refused.get("quota-exceeded"), Some(&84), "{refused:?}");
+    assert!(answers[..16].iter().all(Result::is_ok), "the first 16 are the ones stored");
+    serve(&mut neighbour, &honest, 0);
+    rows.push(("one key opens 100 relationships".into(), format!("16 stored, 84 quota-exceeded")));
+
+    // 2. The same peer relays openings signed by 64 fresh keys: 64 unanswered per peer.
+    let fresh: Vec<SigningKey> = (0..64u8).map(|i| SigningKey::from_bytes(&[i.wrapping_add(100); 32])).collect();
+    let answers: Vec<_> =
+        fresh.iter().enumerate().map(|(i, k)| wire.ask(opening(k, daemon, 2, i as u16).bytes().to_vec())).collect();
+    let (stored, refused) = tally(&answers);
+    assert_eq!((stored, refused.get("quota-exceeded")), (48, Some(&16)), "{refused:?}");
+    serve(&mut neighbour, &honest, 1);
+    rows.push((
+        "the same peer relays openings by 64 fresh keys".into(),
+        "48 stored (64 per peer), 16 quota-exceeded".into(),
+    ));
+
+    // 3. A stranger floods one relationship: 10 messages a minute while it awaits an answer.
+    let eager = SigningKey::from_bytes(&[31; 32]);
+    let mut eager_wire = Wire::connect(&customer, &eager);
+    let started = std::time::Instant::now();
+    let mut last = opening(&eager, daemon, 3, 0);
+    assert_eq!(eager_wire.ask(last.bytes().to_vec()), Ok(last.id()));
+    let mut next = follow_up(&last, &eager, 10);
+    let mut answers = Vec::new();
+    for _ in 0..60 {
+        let answer = eager_wire.ask(next.bytes().to_vec());
+        if answer.is_ok() {
+            last = next;
+            next = follow_up(&last, &eager, 10);
+        }
+        answers.push(answer);
+    }
+    let (stored, refused) = tally(&answers);
+    let rate_stored = stored;
+    // A message is earned back every 6 s; the run takes far less, but a slow machine may earn one.
+    let earned = (started.elapsed().as_secs() / 6) as usize;
+    assert!((9..=9 + earned).contains(&stored), "{stored} stored, {refused:?}");
+    assert_eq!(refused.get("rate-limited"), Some(&(60 - stored)), "{refused:?}");
+    serve(&mut neighbour, &honest, 2);
+    rows.push((
+        "60 messages at once into one unanswered relationship".into(),
+        format!("{} stored (10 a minute), {} rate-limited", stored + 1, 60 - stored),
+    ));
+
+    // 4. Another fills one with 4 KB offers, up to the byte quota (24 KiB here).
+    let bulky = SigningKey::from_bytes(&[32; 32]);
+    let mut bulky_wire = Wire::connect(&customer, &bulky);
+    let first = opening(&bulky, daemon, 4, 0);
+    let rel = first.header().relationship.unwrap().to_hex();
+    assert_eq!(bulky_wire.ask(first.bytes().to_vec()), Ok(first.id()));
+    let mut last = first;
+    let mut answers = Vec::new();
+    for _ in 0..8 {
+        let next = follow_up(&last, &bulky, 4096);
+        let answer = bulky_wire.ask(next.bytes().to_vec());
+        if answer.is_ok() {
+            last = next;
+        }
+        answers.push(answer);
+    }
+    let (stored, refused) = tally(&answers);
+    let bulky_stored = stored;
+    let bytes: usize = json(&customer.dir, &["log", &rel])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["from"] == key_hex(&bulky))
+        .map(|m| m["envelope"].as_str().unwrap().len() / 2)
+        .sum();
+    assert!(bytes <= 24576, "{bytes} bytes stored");
+    assert!(stored >= 2 && refused.get("quota-exceeded") == Some(&(8 - stored)), "{stored} {refused:?}");
+    rows.push((
+        "4 KB offers into one unanswered relationship".into(),
+        format!("{bytes} bytes stored of 24,576, then quota-exceeded ×{}", 8 - stored),
+    ));
+
+    // 5. She answers one of the attacker's relationships: it is hers now, and the key may open
+    // one more.
+    let answered = rel_of(1, 0).to_hex();
+    let terms = r#"{"duration": 31536000, "renewal": "opt_in", "notice_period": 1,
+        "price": {"model": "upfront", "amount": {"currency": "EUR", "minor_units": 100}},
+        "data": {"purposes": ["dpv:ServiceProvision"], "categories": ["pd:Location"]},
+        "portability": {"format": "application/json", "deadline": 2592000},
+        "deletion_deadline": 5184000, "exit_fee": {"currency": "EUR", "minor_units": 0}}"#;
+    json(&customer.dir, &["terms", "propose", "--rel", &answered, "--role", "customer", "--terms", terms]);
+    let m = opening(&attacker, daemon, 1, 100);
+    assert_eq!(wire.ask(m.bytes().to_vec()), Ok(m.id()), "an answer frees a place");
+    let m = opening(&attacker, daemon, 1, 101);
+    assert_eq!(wire.ask(m.bytes().to_vec()), Err("quota-exceeded".into()));
+
+    // 6. She blocks the attacker: refused before anything is stored, in a relationship it
+    // opened as much as in a new one, and still after a restart.
+    let attacker_key = key_hex(&attacker);
+    let held = rel_of(1, 1).to_hex();
+    let before = json(&customer.dir, &["log", &held]);
+    let out = rapport(&customer.dir, &["block", &attacker_key]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let in_held = {
+        let log = before.as_array().unwrap();
+        let first = Message::open(&hex::decode(log[0]["envelope"].as_str().unwrap()).unwrap()).unwrap();
+        follow_up(&first, &attacker, 10)
+    };
+    assert_eq!(wire.ask(in_held.bytes().to_vec()), Err("blocked".into()));
+    assert_eq!(wire.ask(opening(&attacker, daemon, 1, 200).bytes().to_vec()), Err("blocked".into()));
+    assert_eq!(json(&customer.dir, &["log", &held]), before, "nothing stored");
+    let bad = rapport(&customer.dir, &["block", "not-a-key"]);
+    assert!(!bad.status.success());
+    assert_eq!(String::from_utf8_lossy(&bad.stderr).trim().lines().count(), 1);
+    let rt = &wire.runtime;
+    let quota_refusals = 84 + 16 + (8 - bulky_stored) + 1;
+    for line in [
+        "rapport_messages_rejected_total{code=\"blocked\"} 2".to_owned(),
+        format!("rapport_messages_rejected_total{{code=\"quota-exceeded\"}} {quota_refusals}"),
+        format!("rapport_messages_rejected_total{{code=\"rate-limited\"}} {}", 60 - rate_stored),
+        "rapport_blocked_keys 1".to_owned(),
+        // 16 + 48 + 1 + 1 strangers', less the one she answered, plus the one it let in; and the
+        // neighbour's three.
+        format!("rapport_unanswered_relationships {}", 16 + 48 + 1 + 1 + 3),
+    ] {
+        assert!(metric(&customer.dir, rt, &line), "no metric line {line}");
+    }
+    let attacked_rss = peak_rss_kib(customer.pid());
+    assert!(attacked_rss < 512 * 1024, "peak RSS {attacked_rss} KiB");
+    customer.stop();
+    customer.start();
+    assert_eq!(json(&customer.dir, &["blocked"])["blocked"], serde_json::json!([attacker_key]));
+    let mut wire = Wire::connect(&customer, &attacker);
+    assert_eq!(wire.ask(in_held.bytes().to_vec()), Err("blocked".into()), "blocked across a restart");
+    let mut neighbour = Wire::connect(&customer, &honest);
+    serve(&mut neighbour, &honest, 3);
+    // The quotas were counted again from the store: the attacker's 16 unanswered remain.
+    let out = rapport(&customer.dir, &["unblock", &attacker_key]);
+    assert!(out.status.success());
+    assert_eq!(wire.ask(in_held.bytes().to_vec()), Ok(in_held.id()), "unblocked, it is heard again");
+    assert_eq!(wire.ask(opening(&attacker, daemon, 1, 201).bytes().to_vec()), Err("quota-exceeded".into()));
+    rows.push((
+        "a blocked key, in its own relationship and a new one, before and after a restart".into(),
+        "blocked; nothing stored; heard again once unblocked".into(),
+    ));
+
+    // Counted again since the restart, and the daemon stayed small.
+    let rt = &wire.runtime;
+    assert!(metric(&customer.dir, rt, "rapport_blocked_keys 0"));
+    assert!(metric(&customer.dir, rt, "rapport_messages_rejected_total{code=\"blocked\"} 1"), "after the restart, one");
+    assert!(metric(&customer.dir, rt, "rapport_messages_rejected_total{code=\"quota-exceeded\"} 1"));
+    let rss = peak_rss_kib(customer.pid());
+    assert!(rss < 512 * 1024, "peak RSS {rss} KiB");
+    println!(
+        "\npeak RSS of the victim: {} MiB under attack, {} MiB after its restart",
+        attacked_rss / 1024,
+        rss / 1024
+    );
+    println!("\n| attack | answer |\n|---|---|");
+    for (attack, answer) in &rows {
+        println!("| {attack} | {answer} |");
+    }
+    customer.stop();
+}

@@ -11,6 +11,7 @@ use rapport_protocol::{
 };
 use tracing::{debug, warn};
 
+use super::quota::Target;
 use super::{Engine, Pending};
 use crate::identity;
 use crate::network::codec::{Refused, Response};
@@ -40,7 +41,7 @@ impl Engine {
                 drop(channel);
                 return;
             }
-            Ok(m) => match self.accept(&m) {
+            Ok(m) => match self.accept(&peer, &m) {
                 Ok(Some(receipt)) => {
                     self.metrics.received.inc();
                     self.update_gauges();
@@ -63,16 +64,39 @@ impl Engine {
         self.respond(channel, answer);
     }
 
-    /// Applies and stores a peer's verified message. `Ok(Some(receipt))`: stored, the receipt
-    /// waits for the flush; `Ok(None)`: already held, answer with a receipt at once.
-    pub(super) fn accept(&mut self, m: &Message) -> Result<Option<Vec<u8>>, (Code, String)> {
+    /// Applies and stores a peer's verified message, delivered by `peer`. `Ok(Some(receipt))`:
+    /// stored, the receipt waits for the flush; `Ok(None)`: already held, answer with a receipt
+    /// at once.
+    ///
+    /// A blocked key is refused before anything else is looked at; a message already held is
+    /// answered as before, whatever the quotas; anything new must fit the quotas (spec/node.md
+    /// §3.2) before the state machine sees it, and is charged to them once accepted.
+    pub(super) fn accept(&mut self, peer: &PeerId, m: &Message) -> Result<Option<Vec<u8>>, (Code, String)> {
         let me = self.identity.key_id();
+        let from = m.header().from;
+        if self.quotas.is_blocked(&from) {
+            return Err((Code::Blocked, "this node's owner has blocked the sending key".into()));
+        }
         if m.header().to != Some(me) {
             return Err((Code::WrongRecipient, "the message is not addressed to this node".into()));
         }
-        let events = self.relationships.apply(m, self.now(), Policy::LIVE).map_err(|e| (e.code(), e.to_string()))?;
+        let now = self.now();
+        let quota = match m.header().relationship.map(|id| (id, self.relationships.get(&id))) {
+            Some((_, Some(held))) if held.contains(&m.id()) => return Ok(None),
+            Some((id, held)) => {
+                let target = if held.is_some() { Target::Held } else { Target::New };
+                self.quotas.check(peer, &from, id, target, m.bytes().len(), now)?;
+                Some((id, target))
+            }
+            // A public message sent directly: the state machine refuses it.
+            None => None,
+        };
+        let events = self.relationships.apply(m, now, Policy::LIVE).map_err(|e| (e.code(), e.to_string()))?;
         if events.iter().any(|e| matches!(e, Event::Duplicate { .. })) {
             return Ok(None);
+        }
+        if let Some((id, target)) = quota {
+            self.quotas.charge(peer, &from, id, target, m.bytes().len(), now);
         }
         let rel = m.header().relationship;
         let receipt = self.sealed_receipt(m);

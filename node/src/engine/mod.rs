@@ -10,6 +10,7 @@ mod discovery;
 mod inbound;
 mod outbound;
 pub mod outbox;
+pub mod quota;
 pub mod relationships;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -64,6 +65,9 @@ pub enum Error {
     /// The store failed; nothing was sent.
     #[error("storage: {0}")]
     Store(#[from] crate::store::Error),
+    /// A file of the data directory could not be written; nothing changed.
+    #[error("{0}")]
+    File(String),
     /// The request is not valid (unknown relationship, missing recipient, bad address).
     #[error("{0}")]
     BadRequest(String),
@@ -162,6 +166,18 @@ pub enum Command {
     /// Bring the gauges that cost a pass over every relationship up to date (before a scrape
     /// of `/metrics`, rather than at every message).
     RefreshGauges(oneshot::Sender<()>),
+    /// Block (`true`) or unblock (`false`) a key, and save the block list; answers whether
+    /// anything changed.
+    Block {
+        /// The key.
+        key: KeyId,
+        /// Block, or unblock.
+        block: bool,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<bool, Error>>,
+    },
+    /// The blocked keys.
+    Blocked(oneshot::Sender<Vec<KeyId>>),
     /// Make every message waiting in the outbox due now, as after its backoff, and send it (as
     /// `postqueue -f` flushes a mail queue); answers how many were waiting.
     RetryNow(oneshot::Sender<usize>),
@@ -274,6 +290,10 @@ pub struct Engine {
     /// manager trims the longest unused first.
     active: HashMap<PeerId, std::time::Instant>,
     trim_grace: Duration,
+    /// What strangers may make the node store, and the owner's block list.
+    quotas: quota::Quotas<PeerId>,
+    /// Where the block list is saved.
+    blocked_path: std::path::PathBuf,
     /// The DHT bootstrap [`start`] began for a node that remembers a full routing table: only
     /// its lookup of our own id runs, and each bucket refresh after it ends before it sends a
     /// request (libp2p-kad has no bootstrap without them).
@@ -328,6 +348,18 @@ impl Engine {
         }
         let network = network.name.clone();
         let relationships = Relationships::load(store.as_ref())?;
+        let blocked_path = config.data_dir.join(quota::BLOCKED_FILE);
+        let blocked = quota::read_blocked(&blocked_path).map_err(|e| anyhow::anyhow!(e))?;
+        let mut quotas = quota::Quotas::new(config.quota, blocked);
+        let me = identity.key_id();
+        for rel in relationships.iter() {
+            // Unanswered: the other party opened it and every chained message is theirs.
+            let opener = rel.key(rel.opener());
+            if opener != me && rel.log().iter().all(|m| m.header().from == opener) {
+                let bytes = rel.log().iter().map(|m| m.bytes().len() as u64).sum();
+                quotas.restore(rel.id(), opener, bytes);
+            }
+        }
         let outbox: HashMap<MessageId, OutboxEntry> = store.outbox()?.into_iter().map(|e| (e.id, e)).collect();
         let mut order = HashMap::new();
         for id in outbox.keys() {
@@ -375,9 +407,12 @@ impl Engine {
             active: HashMap::new(),
             trim_grace: TRIM_GRACE,
             target_peers,
+            quotas,
+            blocked_path,
             joining,
         };
         engine.update_gauges();
+        engine.metrics.blocked_keys.set(engine.quotas.blocked().len() as i64);
         engine.metrics.set_relationships(&engine.relationships.by_phase());
         Ok((engine, Handle(tx)))
     }
@@ -490,6 +525,12 @@ impl Engine {
             }
             Command::Public(reply) => {
                 let _ = reply.send(self.public.iter().cloned().collect());
+            }
+            Command::Block { key, block, reply } => {
+                let _ = reply.send(self.block(key, block));
+            }
+            Command::Blocked(reply) => {
+                let _ = reply.send(self.quotas.blocked());
             }
             Command::RetryNow(reply) => {
                 let now = self.now();
@@ -657,6 +698,10 @@ impl Engine {
     fn on_checked(&mut self, checked: Checked) {
         match checked {
             Checked::Public { opened } => match opened {
+                Ok(m) if self.quotas.is_blocked(&m.header().from) => {
+                    self.metrics.gossip_blocked.inc();
+                    debug!(kind = %m.kind(), from = %m.header().from, "gossiped message from a blocked key; dropped");
+                }
                 Ok(m) if m.header().relationship.is_none() && matches!(m.body(), Body::Offer(_) | Body::Intent(_)) => {
                     if let Err(e) = self.store.put_message(None, m.id(), m.bytes()) {
                         warn!(error = %e, "cannot store a public message");
@@ -678,10 +723,32 @@ impl Engine {
         }
     }
 
+    /// Blocks or unblocks `key` and saves the list; on a failed save nothing changes.
+    fn block(&mut self, key: KeyId, block: bool) -> Result<bool, Error> {
+        if block && key == self.identity.key_id() {
+            return Err(Error::BadRequest("a node cannot block its own key".into()));
+        }
+        let changed = if block { self.quotas.block(key) } else { self.quotas.unblock(&key) };
+        if changed {
+            if let Err(e) = quota::write_blocked(&self.blocked_path, &self.quotas.blocked()) {
+                if block {
+                    self.quotas.unblock(&key);
+                } else {
+                    self.quotas.block(key);
+                }
+                return Err(Error::File(format!("cannot save {}: {e}", self.blocked_path.display())));
+            }
+            info!(%key, blocked = block, "block list changed");
+        }
+        self.metrics.blocked_keys.set(self.quotas.blocked().len() as i64);
+        Ok(changed)
+    }
+
     /// The outbox gauge; relationships by phase are counted when `/metrics` is read
     /// ([`Command::RefreshGauges`]), not at every message.
     fn update_gauges(&self) {
         self.metrics.outbox.set(self.outbox.len() as i64);
+        self.metrics.unanswered.set(self.quotas.unanswered() as i64);
     }
 
     fn rejected(&self, code: Code) {
