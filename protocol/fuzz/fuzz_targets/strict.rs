@@ -73,7 +73,12 @@ fuzz_target!(|data: &[u8]| {
         // honest secret scalar a, so that a mixed-order or non-canonical key meets a
         // signature made for its bytes.
         let a = signer.to_scalar();
-        let r = Scalar::from_bytes_mod_order(seed);
+        // The nonce as RFC 8032 would derive it, from the seed and the message: never 0 in
+        // practice (an `R` of the identity is refused by the strict rule, rightly).
+        let r = {
+            use sha2::{Digest as _, Sha512};
+            Scalar::from_bytes_mod_order_wide(&Sha512::new().chain_update(seed).chain_update(&message).finalize().into())
+        };
         let big_r = curve25519_dalek::EdwardsPoint::mul_base(&r).compress();
         let k = challenge(big_r.as_bytes(), &key, &message);
         let s = r + k * a;
