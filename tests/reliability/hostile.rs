@@ -204,7 +204,7 @@ fn a_stranger_cannot_fill_the_disk_and_a_blocked_key_is_refused() {
     assert_eq!(refused.get("quota-exceeded"), Some(&84), "{refused:?}");
     assert!(answers[..16].iter().all(Result::is_ok), "the first 16 are the ones stored");
     serve(&mut neighbour, &honest, 0);
-    rows.push(("one key opens 100 relationships".into(), format!("16 stored, 84 quota-exceeded")));
+    rows.push(("one key opens 100 relationships".into(), "16 stored, 84 quota-exceeded".into()));
 
     // 2. The same peer relays openings signed by 64 fresh keys: 64 unanswered per peer.
     let fresh: Vec<SigningKey> = (0..64u8).map(|i| SigningKey::from_bytes(&[i.wrapping_add(100); 32])).collect();
@@ -358,5 +358,149 @@ fn a_stranger_cannot_fill_the_disk_and_a_blocked_key_is_refused() {
     for (attack, answer) in &rows {
         println!("| {attack} | {answer} |");
     }
+    customer.stop();
+}
+
+/// Bytes of the frames in the log store under `dir`: the file keeps zeros written ahead of
+/// its last frame (spec/node.md §4), so its length says little. Header: 16 bytes; each frame:
+/// length u32 (LE), crc32, body; the zeros begin where a length would be 0.
+fn log_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        let mut at = 16;
+        while at + 8 <= data.len() {
+            let len = u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+            if len == 0 {
+                break;
+            }
+            at += 8 + len;
+        }
+        total += at.min(data.len()) as u64;
+    }
+    total
+}
+
+/// A full node's swarm (the daemon's own behaviours and transports) that joins `victim`'s
+/// offers topic and publishes `n` distinct signed public offers as fast as gossipsub takes
+/// them; returns how many it published. Bounded: it gives up 90 s after it starts.
+async fn gossip_flood(victim: &str, n: usize) -> usize {
+    use futures::StreamExt as _;
+    use libp2p::gossipsub::{self, IdentTopic};
+    use libp2p::swarm::SwarmEvent;
+    use rapport_node::network::BehaviourEvent;
+    use rapport_protocol::{Money, Offer, Price, PriceModel};
+
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(90);
+    let dir = tempfile::tempdir().unwrap();
+    let layer = rapport_node::config::Layer { mdns: Some(false), listen: Some(Vec::new()), ..Default::default() };
+    let config = rapport_node::config::Config::resolve(dir.path(), layer, None).unwrap();
+    let keypair = libp2p::identity::Keypair::generate_ed25519();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let mut swarm = rapport_node::network::swarm(keypair, &config, &mut registry).unwrap();
+    let topic = IdentTopic::new(config.network.offers_topic());
+    swarm.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
+    let addr: libp2p::Multiaddr = victim.parse().unwrap();
+    let Some(libp2p::multiaddr::Protocol::P2p(victim_id)) = addr.iter().last() else { panic!("{victim}") };
+    swarm.dial(addr).unwrap();
+    // Publishing needs the victim's subscription first.
+    loop {
+        let event = tokio::time::timeout_at(deadline, swarm.select_next_some()).await.expect("the victim subscribes");
+        if let SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, .. })) = event {
+            if peer_id == victim_id {
+                break;
+            }
+        }
+    }
+    // Signed beforehand, so that the flood goes as fast as gossipsub can carry it.
+    let author = SigningKey::from_bytes(&[99; 32]);
+    let from = rapport_protocol::KeyId::from_bytes(author.verifying_key().to_bytes());
+    let at = now_ms();
+    let offers: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let price =
+                Price { model: PriceModel::Upfront, amount: Money::new("EUR", 100), metric: None, threshold: None };
+            let body =
+                Body::Offer(Offer { title: format!("Flood {i}"), description: "x".repeat(200), price, terms: None });
+            Message::seal(Payload { header: Header::public(from, at), body }, &author).unwrap().bytes().to_vec()
+        })
+        .collect();
+    let mut published = 0;
+    'offers: for bytes in offers {
+        while swarm.behaviour_mut().gossipsub.publish(topic.clone(), bytes.clone()).is_err() {
+            // The connection's queue is full: let it drain.
+            if tokio::time::Instant::now() > deadline {
+                break 'offers;
+            }
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(5), swarm.select_next_some()).await;
+        }
+        published += 1;
+        // Let the swarm move after every few publications.
+        if published % 32 == 0 {
+            while tokio::time::timeout(std::time::Duration::ZERO, swarm.select_next_some()).await.is_ok() {}
+        }
+    }
+    // Drain what is queued.
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    while tokio::time::timeout_at(until, swarm.select_next_some()).await.is_ok() {}
+    published
+}
+
+/// Issue #22, point 2, on the wire: a peer floods the victim's offers topic with distinct,
+/// validly signed public offers. The victim's memory stays bounded (its verification
+/// backlog is capped and what does not fit is dropped), it stores none of them (others'
+/// public messages are kept in memory only, the latest 1,000), and a neighbour's messages get
+/// receipts throughout.
+#[test]
+fn a_gossip_flood_costs_bounded_memory_and_no_disk() {
+    let root = tempfile::tempdir().unwrap();
+    let mut customer = Daemon::init(root.path(), "customer");
+    // The neighbour opens a relationship every 50 ms, which the quotas (tested above) would
+    // refuse after 16.
+    let config = customer.dir.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap()
+        + "max_unanswered_per_key = 100000\nmax_unanswered_per_peer = 100000\n";
+    std::fs::write(&config, text).unwrap();
+    customer.start();
+    let honest = SigningKey::from_bytes(&[7; 32]);
+    let mut neighbour = Wire::connect(&customer, &honest);
+    let store_before = log_bytes(&customer.dir.join("log"));
+    let victim = customer.addr();
+    let n: usize = std::env::var("RAPPORT_GOSSIP_FLOOD").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let flood = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(gossip_flood(&victim, n))
+    });
+    let mut asked = 0u16;
+    while !flood.is_finished() {
+        serve(&mut neighbour, &honest, asked);
+        asked += 1;
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let published = flood.join().unwrap();
+    serve(&mut neighbour, &honest, asked);
+    assert!(published >= n / 2, "the attacker published {published} of {n}");
+
+    let public = json(&customer.dir, &["public"]);
+    let heard = public.as_array().unwrap().len();
+    assert!((1..=1000).contains(&heard), "{heard} public messages kept");
+    // The neighbour's offers and their receipts, about 700 bytes each: tens of kilobytes, not
+    // the flood's megabytes (20,000 offers of about 500 bytes).
+    let grown = log_bytes(&customer.dir.join("log")) - store_before;
+    let neighbours = u64::from(asked + 1) * 2048;
+    assert!(grown > 0 && grown < neighbours, "the store grew by {grown} bytes");
+    let rss = peak_rss_kib(customer.pid());
+    assert!(rss < 512 * 1024, "peak RSS {rss} KiB");
+    let metrics = neighbour
+        .runtime
+        .block_on(rapport_node::client::Client::for_data_dir(&customer.dir).unwrap().get_text("/metrics"))
+        .unwrap();
+    let dropped = metrics.lines().find(|l| l.starts_with("rapport_gossip_dropped_total")).unwrap_or("").to_owned();
+    println!(
+        "\ngossip flood: {published} offers published; {heard} kept for /v1/public; store grew {grown} bytes; \
+         {dropped}; peak RSS {} MiB; the neighbour's {} offers all got receipts",
+        rss / 1024,
+        asked + 1
+    );
     customer.stop();
 }

@@ -198,8 +198,15 @@ impl Handle {
 
 /// The outcome of a signature check on the worker pool.
 enum Checked {
-    /// A public message heard on a gossip topic.
-    Public { opened: Result<Message, rapport_protocol::envelope::Error> },
+    /// A public message heard on a gossip topic: gossipsub holds it, unforwarded, until the
+    /// engine reports on it.
+    Public {
+        opened: Result<Message, rapport_protocol::envelope::Error>,
+        /// Gossipsub's id of it.
+        id: gossipsub::MessageId,
+        /// The peer it came from.
+        source: PeerId,
+    },
 }
 
 /// What the codec read: opened already (the node's codec opens every envelope on the
@@ -598,8 +605,16 @@ impl Engine {
                     let _ = self.swarm.dial(address);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => {
-                self.check(|opened| Checked::Public { opened }, message.data);
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source: source,
+                message_id: id,
+                message,
+            })) => {
+                let held = id.clone();
+                if !self.check(move |opened| Checked::Public { opened, id, source }, message.data) {
+                    // Not checked, so neither forwarded nor kept waiting for a verdict.
+                    self.validated(&held, &source, gossipsub::MessageAcceptance::Ignore);
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(
                 kad::Event::RoutablePeer { peer, address } | kad::Event::PendingRoutablePeer { peer, address },
@@ -671,11 +686,12 @@ impl Engine {
         }
     }
 
+    /// Checks `bytes` on the worker pool, if a worker is free; whether it will be checked.
     fn check(
         &mut self,
         make: impl FnOnce(Result<Message, rapport_protocol::envelope::Error>) -> Checked + Send + 'static,
         bytes: Vec<u8>,
-    ) {
+    ) -> bool {
         // The permit is taken before anything is spawned, so a flood holds at most
         // MAX_VERIFYING messages in memory; gossip is best effort, and what does not fit is
         // dropped and counted (gossipsub's own dedup and the publisher's later messages make up
@@ -683,7 +699,7 @@ impl Engine {
         let Ok(permit) = self.verifying.clone().try_acquire_owned() else {
             self.metrics.gossip_dropped.inc();
             debug!("verification workers full; gossiped message dropped");
-            return;
+            return false;
         };
         let tx = self.checked_tx.clone();
         tokio::spawn(async move {
@@ -693,24 +709,45 @@ impl Engine {
             }
             drop(permit);
         });
+        true
+    }
+
+    /// Tells gossipsub what the check of a message it holds found: only accepted messages are
+    /// forwarded to the mesh, so that a node never relays what it would refuse.
+    fn validated(&mut self, id: &gossipsub::MessageId, source: &PeerId, verdict: gossipsub::MessageAcceptance) {
+        let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(id, source, verdict);
     }
 
     fn on_checked(&mut self, checked: Checked) {
         match checked {
-            Checked::Public { opened } => match opened {
-                Ok(m) if self.quotas.is_blocked(&m.header().from) => {
-                    self.metrics.gossip_blocked.inc();
-                    debug!(kind = %m.kind(), from = %m.header().from, "gossiped message from a blocked key; dropped");
-                }
-                Ok(m) if m.header().relationship.is_none() && matches!(m.body(), Body::Offer(_) | Body::Intent(_)) => {
-                    if let Err(e) = self.store.put_message(None, m.id(), m.bytes()) {
-                        warn!(error = %e, "cannot store a public message");
+            Checked::Public { opened, id, source } => {
+                use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
+                let verdict = match opened {
+                    Ok(m) if self.quotas.is_blocked(&m.header().from) => {
+                        self.metrics.gossip_blocked.inc();
+                        debug!(kind = %m.kind(), from = %m.header().from, "gossiped message from a blocked key; dropped");
+                        Ignore
                     }
-                    self.remember_public(m);
-                }
-                Ok(m) => debug!(kind = %m.kind(), "gossiped message that is not public; ignored"),
-                Err(e) => debug!(error = %e, "invalid gossiped message; ignored"),
-            },
+                    // Others' public messages are kept in memory only (the latest MAX_PUBLIC),
+                    // never stored: what anyone may publish must not fill the disk.
+                    Ok(m)
+                        if m.header().relationship.is_none()
+                            && matches!(m.body(), Body::Offer(_) | Body::Intent(_)) =>
+                    {
+                        self.remember_public(m);
+                        Accept
+                    }
+                    Ok(m) => {
+                        debug!(kind = %m.kind(), "gossiped message that is not public; refused");
+                        Reject
+                    }
+                    Err(e) => {
+                        debug!(error = %e, "invalid gossiped message; refused");
+                        Reject
+                    }
+                };
+                self.validated(&id, &source, verdict);
+            }
         }
     }
 

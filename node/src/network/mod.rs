@@ -167,6 +167,8 @@ impl Behaviour {
         kad.set_mode(Some(kad::Mode::Server));
         let gossip_config = gossipsub::ConfigBuilder::default()
             .validation_mode(gossipsub::ValidationMode::Strict)
+            // Each message waits for the engine's check before it is forwarded.
+            .validate_messages()
             .max_transmit_size(MAX_GOSSIP_SIZE)
             .build()
             .map_err(|e| Error::Behaviour(e.to_string()))?;
