@@ -216,14 +216,16 @@ enum Command {
         /// The report's message id (hex).
         report: String,
     },
-    /// Share data or an insight: the log carries a salted commitment, the data travels beside it.
+    /// Share data or an insight: the log carries a salted commitment, the data travels beside it
+    /// (spec §5.9).
     Share {
         /// The relationship (hex).
         rel: String,
         /// The file to share.
         #[arg(long)]
         file: PathBuf,
-        /// `data` (customer to vendor), `insight` or `export` (vendor to customer).
+        /// `data` or `insight` (either party, in an active relationship, under a live consent
+        /// grant), or `export` (the vendor, during separation: the customer's data back).
         #[arg(long, default_value = "data")]
         content: String,
         /// Purpose, a DPV identifier or extension URI.
@@ -236,7 +238,7 @@ enum Command {
         #[arg(long, default_value = "application/octet-stream")]
         media_type: String,
     },
-    /// Introduce the other party to a third party. The message body is JSON (spec §5.12).
+    /// Introduce the other party to a third party. The message body is JSON (spec §5.10).
     Introduce {
         /// The relationship (hex).
         rel: String,
@@ -244,7 +246,7 @@ enum Command {
         #[arg(long)]
         body: String,
     },
-    /// Give notice of a friendly separation. The body is JSON (spec §5.13).
+    /// Give notice of a friendly separation. The body is JSON (spec §5.11).
     Separate {
         /// The relationship (hex).
         rel: String,
@@ -252,7 +254,7 @@ enum Command {
         #[arg(long)]
         body: String,
     },
-    /// State what became of each data category. The body is JSON (spec §5.14).
+    /// State what became of each data category. The body is JSON (spec §5.12).
     Dispose {
         /// The relationship (hex).
         rel: String,
@@ -726,5 +728,61 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         command => runtime.block_on(client_command(&dir, cli.json, command)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    /// Every `§N` a help text cites, with the command it belongs to (`terms propose`).
+    fn citations(cmd: &clap::Command, path: &str, out: &mut Vec<(String, String)>) {
+        let mut texts: Vec<String> =
+            [cmd.get_about(), cmd.get_long_about()].into_iter().flatten().map(|t| t.to_string()).collect();
+        for arg in cmd.get_arguments() {
+            texts.extend([arg.get_help(), arg.get_long_help()].into_iter().flatten().map(|t| t.to_string()));
+        }
+        for text in texts {
+            for (i, _) in text.match_indices("spec §") {
+                let rest = &text[i + "spec §".len()..];
+                let n: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+                out.push((path.trim().to_owned(), n.trim_end_matches('.').to_owned()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            citations(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    /// `rapport --help` once cited §5.12–§5.14 for the commands of §5.10–§5.12. Each command's
+    /// citation must name a heading of spec/protocol.md that is about that command.
+    #[test]
+    fn every_section_a_help_text_cites_exists_and_is_about_its_command() {
+        let spec = include_str!("../../spec/protocol.md");
+        // What the cited heading must say, per command.
+        let about = [
+            ("introduce", "`introduction`"),
+            ("separate", "`separation_notice`"),
+            ("dispose", "`disposition_statement`"),
+            ("share", "`data_share`"),
+            ("send", "Message kinds"),
+            ("terms propose", "`terms_proposal`"),
+        ];
+        let mut cited = Vec::new();
+        citations(&Cli::command(), "", &mut cited);
+        assert!(cited.len() >= about.len(), "{cited:?}");
+        for (command, section) in &cited {
+            let heading = spec
+                .lines()
+                .find(|l| l.starts_with('#') && l.trim_start_matches('#').starts_with(&format!(" {section} ")))
+                .unwrap_or_else(|| panic!("`rapport {command}` cites §{section}, which spec/protocol.md lacks"));
+            let (_, must) = about
+                .iter()
+                .find(|(c, _)| c == command)
+                .unwrap_or_else(|| panic!("`rapport {command}` cites §{section}: add what it must be about here"));
+            assert!(heading.contains(must), "`rapport {command}` cites {heading:?}, not about {must}");
+        }
     }
 }
