@@ -68,6 +68,7 @@ fn a_hostile_peer_cannot_crash_the_node_or_spoil_its_record() {
         let report = Message::open(&answer).expect("a signed answer");
         let Body::ProblemReport(p) = report.body() else { panic!("{} instead of a problem report", report.kind()) };
         assert_eq!(p.code, "unknown-kind");
+        assert_eq!(report.header().relationship, None, "a refusal at the payload checks has no rel (spec §5.15)");
         assert!(p.text.len() <= 1000, "the detail is bounded: {} bytes", p.text.len());
     }
     let honest_offer = offer(&honest, daemon, RelationshipId::from_bytes([2; 16]), now_ms());
@@ -203,6 +204,10 @@ fn a_stranger_cannot_fill_the_disk_and_a_blocked_key_is_refused() {
     assert_eq!(stored, 16, "{refused:?}");
     assert_eq!(refused.get("quota-exceeded"), Some(&84), "{refused:?}");
     assert!(answers[..16].iter().all(Result::is_ok), "the first 16 are the ones stored");
+    // A refusal after the payload checks names the message's relationship, held or not (§5.15).
+    let refused = opening(&attacker, daemon, 1, 150);
+    let answer = Message::open(&wire.send(refused.bytes().to_vec())).unwrap();
+    assert_eq!(answer.header().relationship, refused.header().relationship);
     serve(&mut neighbour, &honest, 0);
     rows.push(("one key opens 100 relationships".into(), "16 stored, 84 quota-exceeded".into()));
 
@@ -311,7 +316,8 @@ fn a_stranger_cannot_fill_the_disk_and_a_blocked_key_is_refused() {
     assert!(!bad.status.success());
     assert_eq!(String::from_utf8_lossy(&bad.stderr).trim().lines().count(), 1);
     let rt = &wire.runtime;
-    let quota_refusals = 84 + 16 + (8 - bulky_stored) + 1;
+    // Run 1, its probe for `rel`, runs 2 and 4, and the opening after her answer.
+    let quota_refusals = 84 + 1 + 16 + (8 - bulky_stored) + 1;
     for line in [
         "rapport_messages_rejected_total{code=\"blocked\"} 2".to_owned(),
         format!("rapport_messages_rejected_total{{code=\"quota-exceeded\"}} {quota_refusals}"),
