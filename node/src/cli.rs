@@ -532,7 +532,7 @@ async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::
             ),
             Command::Connect { multiaddr } => (
                 client.post("/v1/connect", &ConnectRequest { address: multiaddr }).await?,
-                Box::new(|v| format!("dialing {}", s(v, "dialing"))),
+                Box::new(|v| format!("connected to {} at {}", s(v, "connected"), s(v, "address"))),
             ),
             Command::Public => (
                 client.get("/v1/public").await?,

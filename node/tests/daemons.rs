@@ -426,3 +426,35 @@ fn local_exposure_is_refused() {
     assert!(ask(addr.trim()).starts_with("HTTP/1.1 401"), "a loopback Host reaches the token check");
     node.stop();
 }
+
+/// `rapport connect` waits for the connection: a dead address fails, in one line and with a
+/// non-zero exit, and a live one names the peer that answered. `GET /health` needs no token.
+#[test]
+fn connect_waits_for_the_connection_and_health_needs_no_token() {
+    use std::io::{Read as _, Write as _};
+    let root = tempfile::tempdir().unwrap();
+    let (mut a, mut b) = (Daemon::init(root.path(), "a"), Daemon::init(root.path(), "b"));
+    a.start();
+    b.start();
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let out = rapport(&a.dir, &["connect", &format!("/ip4/127.0.0.1/tcp/{dead}")]);
+    assert!(!out.status.success(), "a dead port is not a connection");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("cannot connect"), "{err}");
+    let v = json(&a.dir, &["connect", &b.addr()]);
+    assert_eq!(v["connected"], json(&b.dir, &["id"])["peer_id"]);
+
+    let api = std::fs::read_to_string(a.dir.join("api")).unwrap();
+    let mut stream = std::net::TcpStream::connect(api.trim()).unwrap();
+    write!(stream, "GET /health HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", api.trim()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with(r#"{"status":"ok"}"#), "{answer}");
+    a.stop();
+    b.stop();
+}

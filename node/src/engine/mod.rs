@@ -74,6 +74,9 @@ pub enum Error {
     /// What was asked for could not be found.
     #[error("{0}")]
     NotFound(String),
+    /// A peer could not be reached.
+    #[error("{0}")]
+    Unreachable(String),
     /// The loop has stopped.
     #[error("the node is shutting down")]
     Stopped,
@@ -155,8 +158,9 @@ pub enum Command {
     },
     /// Find a peer by its id through the DHT alone, and dial it.
     Find(PeerId, oneshot::Sender<Result<Found, Error>>),
-    /// Dial an address.
-    Connect(Multiaddr, oneshot::Sender<Result<(), Error>>),
+    /// Dial an address; answered with the peer once the connection is up, or with why it
+    /// could not be made.
+    Connect(Multiaddr, oneshot::Sender<Result<PeerId, Error>>),
     /// Sign, store and deliver a message.
     Send(Box<Draft>, oneshot::Sender<Result<Submitted, Error>>),
     /// Relationship summaries.
@@ -285,6 +289,8 @@ pub struct Engine {
     clock: Clock,
     /// The address of the first open connection to each connected peer.
     connected: HashMap<PeerId, Multiaddr>,
+    /// `rapport connect` dials in progress, by connection, with who asked.
+    connects: HashMap<libp2p::swarm::ConnectionId, oneshot::Sender<Result<PeerId, Error>>>,
     /// `rapport find` lookups in progress: the DHT query, the peer sought, who asked.
     finds: HashMap<kad::QueryId, (PeerId, oneshot::Sender<Result<Found, Error>>)>,
     /// Known peers dialled to keep the connection target, and when.
@@ -410,6 +416,7 @@ impl Engine {
             lookups: HashMap::new(),
             connected: HashMap::new(),
             finds: HashMap::new(),
+            connects: HashMap::new(),
             neighbour_dials: HashMap::new(),
             active: HashMap::new(),
             trim_grace: TRIM_GRACE,
@@ -512,8 +519,17 @@ impl Engine {
             }
             Command::Find(peer, reply) => self.find(peer, reply),
             Command::Connect(addr, reply) => {
-                let result = self.swarm.dial(addr).map_err(|e| Error::BadRequest(format!("cannot dial: {e}")));
-                let _ = reply.send(result);
+                let opts = libp2p::swarm::dial_opts::DialOpts::from(addr);
+                let connection = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    // Answered when the connection is up or the dial has failed.
+                    Ok(()) => {
+                        self.connects.insert(connection, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(Error::BadRequest(format!("cannot dial: {e}"))));
+                    }
+                }
             }
             Command::Send(draft, reply) => {
                 if draft.relationship.is_none() && draft.to.is_none() {
@@ -578,13 +594,24 @@ impl Engine {
         }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => info!(%address, "listening"),
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
-                debug!(%peer_id, address = %endpoint.get_remote_address(), "connected");
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, connection_id, num_established, .. } => {
+                if num_established.get() == 1 {
+                    info!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
+                }
+                if let Some(reply) = self.connects.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
                 self.connected.entry(peer_id).or_insert_with(|| endpoint.get_remote_address().clone());
                 self.active.insert(peer_id, std::time::Instant::now());
                 self.deliver_waiting(&peer_id);
             }
+            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+                if let Some(reply) = self.connects.remove(&connection_id) {
+                    let _ = reply.send(Err(Error::Unreachable(format!("cannot connect: {error}"))));
+                }
+            }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                info!(peer = %peer_id, "disconnected");
                 self.connected.remove(&peer_id);
                 self.active.remove(&peer_id);
             }
