@@ -458,3 +458,39 @@ fn connect_waits_for_the_connection_and_health_needs_no_token() {
     a.stop();
     b.stop();
 }
+
+/// Requests to a peer take its connections in turn. A connection that stays open but never
+/// answers (the peer's old process, stopped, its TCP session alive) took every other attempt,
+/// each for the whole 10 s timeout, and backoff made the wait grow: the vendor closes a
+/// connection at its first timeout when the peer has another, and the messages go by that one
+/// (issue #24, gap 12).
+#[test]
+fn a_dead_connection_beside_a_live_one_does_not_hold_messages_back() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut vendor, mut customer) = pair(root.path());
+    let key = customer.key();
+    // The customer's old process stops answering, its connection left open.
+    let pid = customer.pid().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    // The same key, in a new process, connects to the vendor: two connections to one peer id.
+    let mut twin = Daemon::init(root.path(), "twin");
+    std::fs::copy(customer.dir.join("key"), twin.dir.join("key")).unwrap();
+    twin.start();
+    assert_eq!(json(&twin.dir, &["id"])["key_id"], key.as_str());
+    json(&twin.dir, &["connect", &vendor.addr()]);
+    // Four relationships at once: their first requests alternate between the connections.
+    for n in 0..4 {
+        offer(&vendor, &key, &format!("Offer {n}"));
+    }
+    let started = std::time::Instant::now();
+    wait_for("every offer's receipt", || (json(&vendor.dir, &["status"])["outbox"] == 0).then_some(()));
+    let waited = started.elapsed();
+    assert_eq!(json(&twin.dir, &["relationships"]).as_array().unwrap().len(), 4, "the twin holds all four");
+    let log = std::fs::read_to_string(vendor.dir.join("daemon.log")).unwrap();
+    assert!(log.contains("closing that one"), "the vendor closed the connection that did not answer");
+    println!("delivered in {waited:?}");
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    customer.stop();
+    twin.stop();
+    vendor.stop();
+}

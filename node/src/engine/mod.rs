@@ -289,6 +289,8 @@ pub struct Engine {
     clock: Clock,
     /// The address of the first open connection to each connected peer.
     connected: HashMap<PeerId, Multiaddr>,
+    /// Established connections to each connected peer.
+    connections: HashMap<PeerId, u32>,
     /// `rapport connect` dials in progress, by connection, with who asked.
     connects: HashMap<libp2p::swarm::ConnectionId, oneshot::Sender<Result<PeerId, Error>>>,
     /// `rapport find` lookups in progress: the DHT query, the peer sought, who asked.
@@ -417,6 +419,7 @@ impl Engine {
             connected: HashMap::new(),
             finds: HashMap::new(),
             connects: HashMap::new(),
+            connections: HashMap::new(),
             neighbour_dials: HashMap::new(),
             active: HashMap::new(),
             trim_grace: TRIM_GRACE,
@@ -588,7 +591,16 @@ impl Engine {
         match &event {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.metrics.libp2p.record(e),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.metrics.libp2p.record(e),
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => self.metrics.libp2p.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => {
+                self.metrics.libp2p.record(e);
+                // A connection whose pings go unanswered is dead, though its TCP session may not
+                // know it (a peer that slept or lost its network): closed, so that requests stop
+                // going to it and the peer's next connection carries them.
+                if let Err(libp2p::ping::Failure::Timeout) = &e.result {
+                    info!(peer = %e.peer, "no answer to ping; closing the connection");
+                    self.swarm.close_connection(e.connection);
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.metrics.libp2p.record(e),
             _ => {}
         }
@@ -598,6 +610,7 @@ impl Engine {
                 if num_established.get() == 1 {
                     info!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
                 }
+                self.connections.insert(peer_id, num_established.get());
                 if let Some(reply) = self.connects.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
@@ -610,8 +623,12 @@ impl Engine {
                     let _ = reply.send(Err(Error::Unreachable(format!("cannot connect: {error}"))));
                 }
             }
+            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } if num_established > 0 => {
+                self.connections.insert(peer_id, num_established);
+            }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 info!(peer = %peer_id, "disconnected");
+                self.connections.remove(&peer_id);
                 self.connected.remove(&peer_id);
                 self.active.remove(&peer_id);
             }
@@ -699,7 +716,17 @@ impl Engine {
                     self.on_answer(peer, sent, opened(response).map_err(|r| r.error));
                 }
             },
-            request_response::Event::OutboundFailure { request_id, error, peer, .. } => {
+            request_response::Event::OutboundFailure { request_id, error, peer, connection_id } => {
+                // Requests to a peer take its connections in turn, so one that never answers
+                // (the peer's old connection, dead but not closed) would take every other
+                // attempt, each for the whole timeout: with another connection to the peer, it
+                // is closed at its first timeout.
+                if matches!(error, request_response::OutboundFailure::Timeout)
+                    && self.connections.get(&peer).is_some_and(|&n| n > 1)
+                {
+                    info!(%peer, "no answer on one of this peer's connections; closing that one");
+                    self.swarm.close_connection(connection_id);
+                }
                 if let Some(id) = self.in_flight.remove(&request_id) {
                     debug!(%id, %peer, %error, "delivery failed; will retry");
                     if matches!(error, request_response::OutboundFailure::DialFailure) {
