@@ -204,6 +204,14 @@ fn a_stranger_cannot_fill_the_disk_and_a_blocked_key_is_refused() {
     assert_eq!(stored, 16, "{refused:?}");
     assert_eq!(refused.get("quota-exceeded"), Some(&84), "{refused:?}");
     assert!(answers[..16].iter().all(Result::is_ok), "the first 16 are the ones stored");
+    // The log says what happened, without letting a flood of refusals flood it.
+    let log = std::fs::read_to_string(customer.dir.join("daemon.log")).unwrap();
+    let refusals = log.lines().filter(|l| l.contains(" refused") && l.contains("code=quota-exceeded")).count();
+    assert!((1..=20).contains(&refusals), "{refusals} refusal lines for 84 refusals in a second");
+    assert!(
+        log.lines().any(|l| l.contains(" received") && l.contains(&key_hex(&attacker))),
+        "each stored message has a line"
+    );
     // A refusal after the payload checks names the message's relationship, held or not (§5.15).
     let refused = opening(&attacker, daemon, 1, 150);
     let answer = Message::open(&wire.send(refused.bytes().to_vec())).unwrap();

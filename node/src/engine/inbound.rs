@@ -9,10 +9,11 @@ use rapport_protocol::{
     Body, Class, Code, Event, HasCode as _, Header, KeyId, Message, MessageId, Payload, ProblemReport, Receipt,
     RelationshipId,
 };
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::quota::Target;
 use super::{Engine, Pending};
+use super::{REFUSALS_LOGGED, REFUSAL_WINDOW};
 use crate::identity;
 use crate::network::codec::{Refused, Response};
 use crate::store::Write;
@@ -29,6 +30,7 @@ impl Engine {
         let answer = match opened {
             Err(Refused { id, error }) => {
                 self.rejected(error.code());
+                self.log_refusal(&peer, None, error.code(), &id);
                 self.problem(&peer, None, error.code(), &error.to_string(), Some(id))
             }
             // Acknowledgements answer requests and are never requests themselves (spec §11.2):
@@ -43,6 +45,9 @@ impl Engine {
             }
             Ok(m) => match self.accept(&peer, &m) {
                 Ok(Some(receipt)) => {
+                    let h = m.header();
+                    let rel = h.relationship.map(|r| r.to_hex()).unwrap_or_default();
+                    info!(from = %h.from, %rel, seq = h.seq, kind = %m.kind(), id = %m.id(), "received");
                     self.metrics.received.inc();
                     self.update_gauges();
                     self.unwritten.push(Pending::Receipt(channel, receipt, m.header().relationship));
@@ -57,6 +62,7 @@ impl Engine {
                 }
                 Err((code, detail)) => {
                     self.rejected(code);
+                    self.log_refusal(&peer, Some(&m.header().from), code, &m.id());
                     self.problem(&peer, m.header().relationship, code, &detail, Some(m.id()))
                 }
             },
@@ -139,6 +145,30 @@ impl Engine {
                 warn!(error = %e, "cannot sign a receipt");
                 None
             }
+        }
+    }
+
+    /// One line at info for a refusal, at most [`REFUSALS_LOGGED`] a window: a peer that
+    /// sends garbage as fast as it can must not fill the disk through the log. The lines left
+    /// out are counted, and said at the next line (they are all in the metrics).
+    fn log_refusal(&mut self, peer: &PeerId, from: Option<&KeyId>, code: Code, id: &MessageId) {
+        let now = std::time::Instant::now();
+        let budget = &mut self.refusal_log;
+        if now.duration_since(budget.since) >= REFUSAL_WINDOW {
+            budget.since = now;
+            budget.logged = 0;
+        }
+        if budget.logged >= REFUSALS_LOGGED {
+            budget.suppressed += 1;
+            return;
+        }
+        budget.logged += 1;
+        let suppressed = std::mem::take(&mut budget.suppressed);
+        let from = from.map(ToString::to_string).unwrap_or_default();
+        if suppressed > 0 {
+            info!(%peer, %from, %code, %id, suppressed, "refused (and {suppressed} refusals not logged since the last line)");
+        } else {
+            info!(%peer, %from, %code, %id, "refused");
         }
     }
 

@@ -51,6 +51,19 @@ pub const REDIAL_INTERVAL: Duration = Duration::from_secs(60);
 /// A peer that exchanged a message, or connected, this recently is never trimmed.
 pub const TRIM_GRACE: Duration = Duration::from_secs(60);
 
+/// Refusals logged at info, at most, per [`REFUSAL_WINDOW`]; the rest are counted.
+pub const REFUSALS_LOGGED: u32 = 20;
+/// The window of [`REFUSALS_LOGGED`].
+pub const REFUSAL_WINDOW: Duration = Duration::from_secs(10);
+
+/// How many refusals the current window has logged, and how many it left out.
+#[derive(Debug)]
+struct RefusalLog {
+    since: std::time::Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -289,6 +302,8 @@ pub struct Engine {
     clock: Clock,
     /// The address of the first open connection to each connected peer.
     connected: HashMap<PeerId, Multiaddr>,
+    /// The budget of refusal lines in the log.
+    refusal_log: RefusalLog,
     /// Established connections to each connected peer.
     connections: HashMap<PeerId, u32>,
     /// `rapport connect` dials in progress, by connection, with who asked.
@@ -420,6 +435,7 @@ impl Engine {
             finds: HashMap::new(),
             connects: HashMap::new(),
             connections: HashMap::new(),
+            refusal_log: RefusalLog { since: std::time::Instant::now(), logged: 0, suppressed: 0 },
             neighbour_dials: HashMap::new(),
             active: HashMap::new(),
             trim_grace: TRIM_GRACE,

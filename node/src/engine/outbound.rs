@@ -4,7 +4,7 @@
 use libp2p::{Multiaddr, PeerId};
 use rapport_protocol::relationship::Policy;
 use rapport_protocol::{Body, Code, Header, Message, MessageId, Payload, RelationshipId};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::{outbox, refused, Draft, Engine, Error, Place, Submitted, MAX_PUBLIC};
 
@@ -60,6 +60,14 @@ impl Engine {
         // Written, with the outbox entry, by the next group commit.
         self.writes.push(Write::Message { relationship: rel, id: message.id(), bytes: message.bytes_arc() });
         self.writes.push(Write::Outbox(entry.clone()));
+        info!(
+            to = %to,
+            rel = %rel.map(|r| r.to_hex()).unwrap_or_default(),
+            seq = message.header().seq,
+            kind = %message.kind(),
+            id = %message.id(),
+            "queued"
+        );
         let submitted = Submitted {
             id: message.id().to_hex(),
             relationship: rel.map(|r| r.to_hex()).unwrap_or_default(),
@@ -211,6 +219,7 @@ impl Engine {
         }
         self.payloads.remove(&id);
         if let Some(entry) = self.outbox.remove(&id) {
+            info!(%id, peer = %entry.peer, "delivered");
             self.metrics.receipt_latency.observe(self.now().saturating_sub(entry.queued_at) as f64 / 1000.0);
             self.update_gauges();
             // Written with the next group commit; lost in a crash, the message is sent again and
