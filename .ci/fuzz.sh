@@ -3,6 +3,8 @@
 # (node/fuzz) for FUZZ_SECONDS seconds each (default 5), after seeding each target's corpus:
 #   envelope <- every `cose_hex`, payload <- every `payload_hex`,
 #   log      <- every sequence file's `messages`, as 4-byte big-endian length + envelope records,
+#   strict   <- three inputs for each edge-case mode byte 1-255 (protocol/fuzz/fuzz_targets/strict.rs)
+#              over a fixed key seed and message,
 #   bundle, api, config <- node/fuzz/seeds/<target>/ (checked in, written from the vectors by
 #              node/fuzz/examples/seeds.rs); config also <- networks/*.toml.
 # Both fuzz workspaces build into one target directory, so that what they share
@@ -14,7 +16,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 seconds="${FUZZ_SECONDS:-5}"
 target_dir="$root/target/fuzz"
-targets=(envelope payload log)
+targets=(envelope payload log strict)
 node_targets=(bundle config api)
 
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
@@ -30,7 +32,12 @@ python3 - "$root/spec/vectors" "fuzz/corpus" <<'PY'
 import hashlib, json, pathlib, struct, sys
 
 vectors, corpus = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-seeds = {"envelope": set(), "payload": set(), "log": set()}
+seeds = {"envelope": set(), "payload": set(), "log": set(), "strict": set()}
+# The strict target's built inputs: mode byte, key seed (32), pick, message.
+key_seed = hashlib.sha256(b"rapport strict fuzz seed").digest()
+for mode in range(1, 256):
+    for pick in (0, 1, 5):
+        seeds["strict"].add(bytes([mode]) + key_seed + bytes([pick]) + b"an offer")
 
 def unhex(v):
     try:

@@ -25,7 +25,7 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
 use prometheus_client::registry::Registry;
-use rapport_node::config::{Config, Network, StoreKind};
+use rapport_node::config::{Config, Network, Quota, StoreKind};
 use rapport_node::engine::{self, Command, Draft, Engine, Handle};
 use rapport_node::identity::Identity;
 use rapport_node::metrics::Metrics;
@@ -55,6 +55,7 @@ fn config(dir: &std::path::Path) -> Config {
         network: Network::named("local").unwrap(),
         listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
         api: "127.0.0.1:0".parse().unwrap(),
+        api_allow_remote: false,
         bootstrap: Vec::new(),
         mdns: false,
         max_connections: 64,
@@ -65,6 +66,9 @@ fn config(dir: &std::path::Path) -> Config {
             Ok("sled") => StoreKind::Sled,
             _ => StoreKind::Log,
         },
+        // The quotas are checked on every message, as in a daemon; the rate per relationship
+        // is raised so that a long run into one relationship measures delivery, not the limit.
+        quota: Quota { max_messages_per_minute: u32::MAX / 2, ..Quota::default() },
     }
 }
 

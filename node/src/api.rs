@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use rapport_protocol::Message;
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,9 @@ pub struct AppState {
     pub token: Arc<str>,
     /// Every metric, for `GET /metrics`.
     pub registry: Arc<prometheus_client::registry::Registry>,
+    /// Accept any `Host` header: the operator let the API listen beyond loopback
+    /// (`api_allow_remote`). Otherwise only loopback names and addresses are served.
+    pub any_host: bool,
 }
 
 impl std::fmt::Debug for AppState {
@@ -77,6 +80,8 @@ impl From<engine::Error> for ApiError {
             engine::Error::BadRequest(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
             engine::Error::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
             engine::Error::Store(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            engine::Error::File(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m),
+            engine::Error::Unreachable(m) => ApiError::new(StatusCode::BAD_GATEWAY, m),
             engine::Error::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
         }
     }
@@ -86,6 +91,7 @@ impl From<requests::Error> for ApiError {
     fn from(e: requests::Error) -> ApiError {
         let status = match e {
             requests::Error::UnknownKind(_) => StatusCode::NOT_FOUND,
+            requests::Error::Json(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, e.to_string())
@@ -93,6 +99,66 @@ impl From<requests::Error> for ApiError {
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// A JSON request body, read by [`requests::parse`]: unlike axum's `Json`, it refuses a body
+/// that names a key twice in one object, and says why in the API's error shape.
+#[derive(Debug)]
+pub struct Strict<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Strict<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Strict<T>, ApiError> {
+        let json =
+            request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+                v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json")
+            });
+        if !json {
+            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "the body must be application/json"));
+        }
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        Ok(Strict(requests::parse(&bytes)?))
+    }
+}
+
+/// Whether a `Host` header names this machine's loopback: `localhost`, or a loopback address,
+/// with or without a port. A page from elsewhere that rebinds its own name to 127.0.0.1 sends
+/// that name, not these.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, port)) if port.is_empty() || port.strip_prefix(':').is_some_and(is_port) => v6,
+            _ => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return false,
+            None => host,
+        },
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn is_port(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The DNS-rebinding guard: refuses a request whose `Host` is not loopback, before the token
+/// is looked at.
+async fn host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let host = request.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+    if state.any_host || host.is_some_and(loopback_host) {
+        return next.run(request).await;
+    }
+    ApiError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        "the Host header must name this machine's loopback (localhost, 127.0.0.1 or [::1]), \
+         unless the node runs with api_allow_remote",
+    )
+    .into_response()
+}
 
 /// Compares in time independent of where the strings differ.
 fn same(a: &[u8], b: &[u8]) -> bool {
@@ -111,7 +177,17 @@ async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Re
     }
 }
 
-/// The router, every route behind the token.
+/// `GET /health`: 200 while the engine's loop answers, 503 otherwise. Says nothing else.
+async fn health(State(s): State<AppState>) -> Response {
+    let alive = tokio::time::timeout(std::time::Duration::from_secs(5), s.handle.ask(Command::Status)).await;
+    match alive {
+        Ok(Ok(_)) => Json(serde_json::json!({ "status": "ok" })).into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "unavailable" }))).into_response(),
+    }
+}
+
+/// The router: every route behind the token but `/health`, and all of them behind the `Host`
+/// guard.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/openapi.json", get(openapi))
@@ -126,7 +202,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/relationships", get(relationships))
         .route("/v1/relationships/{id}/log", get(log))
         .route("/v1/relationships/{id}/export", get(export))
+        .route("/v1/blocked", get(blocked))
+        .route("/v1/blocked/{key}", put(block).delete(unblock))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
+        // Liveness for supervisors and load balancers: no token, no data.
+        .route("/health", get(health))
+        .layer(middleware::from_fn_with_state(state.clone(), host))
         .with_state(state)
 }
 
@@ -162,22 +243,28 @@ async fn peers(State(s): State<AppState>, Query(q): Query<PeersQuery>) -> ApiRes
     Ok(Json(s.handle.ask(|reply| Command::Peers { all: q.all, reply }).await?))
 }
 
-async fn find(State(s): State<AppState>, Json(req): Json<FindRequest>) -> ApiResult<engine::Found> {
+async fn find(State(s): State<AppState>, Strict(req): Strict<FindRequest>) -> ApiResult<engine::Found> {
     let peer = req.peer()?;
     Ok(Json(s.handle.ask(|tx| Command::Find(peer, tx)).await??))
 }
 
-async fn connect(State(s): State<AppState>, Json(req): Json<ConnectRequest>) -> ApiResult<serde_json::Value> {
+async fn connect(State(s): State<AppState>, Strict(req): Strict<ConnectRequest>) -> ApiResult<serde_json::Value> {
     let addr = req.multiaddr()?;
-    s.handle.ask(|tx| Command::Connect(addr, tx)).await??;
-    Ok(Json(serde_json::json!({ "dialing": req.address })))
+    let dial = s.handle.ask(|tx| Command::Connect(addr, tx));
+    let peer = tokio::time::timeout(CONNECT_TIMEOUT, dial).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("no connection to {} within {} s; the node keeps dialing", req.address, CONNECT_TIMEOUT.as_secs()),
+        )
+    })???;
+    Ok(Json(serde_json::json!({ "connected": peer.to_string(), "address": req.address })))
 }
 
 /// Signs, stores and sends (or publishes) a message of `kind`.
 async fn send(
     State(s): State<AppState>,
     Path(kind): Path<String>,
-    Json(req): Json<SendRequest>,
+    Strict(req): Strict<SendRequest>,
 ) -> ApiResult<engine::Submitted> {
     let requests::Outgoing { relationship, to, body } = req.check(&kind)?;
     let draft = Draft { relationship, to, body };
@@ -213,6 +300,43 @@ async fn public(State(s): State<AppState>) -> ApiResult<Vec<PublicEntry>> {
             })
             .collect(),
     ))
+}
+
+/// The block list, or one change to it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BlockedKeys {
+    /// Blocked key ids, hex, in byte order.
+    pub blocked: Vec<String>,
+}
+
+/// The answer to blocking or unblocking a key.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BlockChange {
+    /// The key, hex.
+    pub key: String,
+    /// Whether it is blocked now.
+    pub blocked: bool,
+    /// Whether this request changed anything (false: it was blocked, or not, already).
+    pub changed: bool,
+}
+
+async fn blocked(State(s): State<AppState>) -> ApiResult<BlockedKeys> {
+    let keys = s.handle.ask(Command::Blocked).await?;
+    Ok(Json(BlockedKeys { blocked: keys.iter().map(|k| k.to_hex()).collect() }))
+}
+
+async fn block(State(s): State<AppState>, Path(key): Path<String>) -> ApiResult<BlockChange> {
+    set_blocked(s, &key, true).await
+}
+
+async fn unblock(State(s): State<AppState>, Path(key): Path<String>) -> ApiResult<BlockChange> {
+    set_blocked(s, &key, false).await
+}
+
+async fn set_blocked(s: AppState, key: &str, block: bool) -> ApiResult<BlockChange> {
+    let id = requests::key_id(key)?;
+    let changed = s.handle.ask(|reply| Command::Block { key: id, block, reply }).await??;
+    Ok(Json(BlockChange { key: id.to_hex(), blocked: block, changed }))
 }
 
 async fn relationships(State(s): State<AppState>) -> ApiResult<Vec<engine::Summary>> {
@@ -281,6 +405,9 @@ async fn openapi() -> impl IntoResponse {
 /// The OpenAPI 3.1 description of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// How long `POST /v1/connect` waits for the connection before it answers 504.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,6 +424,7 @@ mod tests {
             store: Arc::new(crate::store::Memory::new()),
             token: "t".repeat(64).into(),
             registry: Arc::default(),
+            any_host: false,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -307,16 +435,27 @@ mod tests {
         let wrong = Client::new(&addr, "x".into());
         let right = Client::new(&addr, "t".repeat(64));
         for (path, ops) in paths {
-            let path = path.replace("{id}", &"ab".repeat(16)).replace("{kind}", "offer");
-            for method in ops.as_object().unwrap().keys() {
+            let path =
+                path.replace("{id}", &"ab".repeat(16)).replace("{kind}", "offer").replace("{key}", &"cd".repeat(32));
+            for (method, op) in ops.as_object().unwrap() {
+                // A route documented without security (`/health`) asks for no token.
+                if op["security"] == serde_json::json!([]) {
+                    let r = wrong.get::<serde_json::Value>(&path).await;
+                    assert!(!matches!(r, Err(client::Error::Refused { status: 401, .. })), "{path}: {r:?}");
+                    continue;
+                }
                 let r = match method.as_str() {
                     "get" => wrong.get::<serde_json::Value>(&path).await,
                     "post" => wrong.post::<_, serde_json::Value>(&path, &serde_json::json!({})).await,
+                    "put" => wrong.put::<serde_json::Value>(&path).await,
+                    "delete" => wrong.delete::<serde_json::Value>(&path).await,
                     other => panic!("undocumented method {other}"),
                 };
                 assert!(matches!(r, Err(client::Error::Refused { status: 401, .. })), "{method} {path}: {r:?}");
                 let r = match method.as_str() {
                     "get" => right.get::<serde_json::Value>(&path).await,
+                    "put" => right.put::<serde_json::Value>(&path).await,
+                    "delete" => right.delete::<serde_json::Value>(&path).await,
                     _ => right.post::<_, serde_json::Value>(&path, &serde_json::json!({})).await,
                 };
                 // A handler's own 404 explains itself; the router's has no body.
@@ -330,5 +469,75 @@ mod tests {
         }
         let r = right.get::<serde_json::Value>("/v1/nothing").await;
         assert!(matches!(r, Err(client::Error::Refused { status: 404, message, .. }) if message == "404 Not Found"));
+    }
+
+    #[test]
+    fn only_loopback_hosts_pass() {
+        for ok in ["localhost", "LOCALHOST:4711", "127.0.0.1", "127.0.0.1:4711", "127.9.9.9:1", "[::1]", "[::1]:4711"] {
+            assert!(loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil.example",
+            "evil.example:4711",
+            "localhost.evil.example",
+            "10.0.0.1:4711",
+            "0.0.0.0:4711",
+            "[::]:4711",
+            "[::1]4711",
+            "[::1",
+            "127.0.0.1:",
+            "127.0.0.1:x",
+            "::1",
+        ] {
+            assert!(!loopback_host(bad), "{bad}");
+        }
+    }
+
+    /// Over HTTP: a foreign `Host` is refused before the token is read (unless the node allows
+    /// remote API use), and a body naming a key twice is refused with a reason.
+    #[tokio::test]
+    async fn foreign_hosts_and_duplicate_keys_are_refused() {
+        let serve = |any_host: bool| async move {
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            drop(rx);
+            let state = AppState {
+                handle: Handle(tx),
+                store: Arc::new(crate::store::Memory::new()),
+                token: "t".repeat(64).into(),
+                registry: Arc::default(),
+                any_host,
+            };
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, router(state)).await });
+            addr
+        };
+        let http = reqwest::Client::new();
+        let token = "t".repeat(64);
+        let ask = |addr: std::net::SocketAddr, host: &'static str| {
+            http.get(format!("http://{addr}/v1/status")).header(header::HOST, host).bearer_auth(&token).send()
+        };
+        let strict = serve(false).await;
+        let r = ask(strict, "rebound.example:4711").await.unwrap();
+        assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST);
+        assert!(r.text().await.unwrap().contains("loopback"));
+        // Loopback names pass the guard; the engine is absent, so the handler answers 503.
+        assert_eq!(ask(strict, "localhost").await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+        let open = serve(true).await;
+        assert_eq!(ask(open, "rebound.example:4711").await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+
+        let post = |body: &'static str, json: bool| {
+            let r = http.post(format!("http://{strict}/v1/find")).bearer_auth(&token).body(body);
+            if json { r.header(header::CONTENT_TYPE, "application/json") } else { r }.send()
+        };
+        let r = post(r#"{"peer_id":"a","peer_id":"b"}"#, true).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body: ErrorBody = r.json().await.unwrap();
+        assert!(body.error.contains("duplicate key \"peer_id\""), "{}", body.error);
+        assert_eq!(post(r#"{"peer_id":"a"}"#, false).await.unwrap().status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        // One key once gets as far as the request's own checks.
+        let r = post(r#"{"peer_id":"a"}"#, true).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "a bad peer id, checked after the JSON");
     }
 }

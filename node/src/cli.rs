@@ -107,9 +107,12 @@ enum Command {
         /// libp2p listen addresses (comma-separated or repeated).
         #[arg(long, env = "RAPPORT_LISTEN", value_delimiter = ',')]
         listen: Option<Vec<String>>,
-        /// Control API address (keep it on loopback).
+        /// Control API address; loopback unless --api-allow-remote.
         #[arg(long, env = "RAPPORT_API")]
         api: Option<SocketAddr>,
+        /// Let the control API listen on an address other hosts can reach (warned at every start).
+        #[arg(long, env = "RAPPORT_API_ALLOW_REMOTE", num_args = 0..=1, default_missing_value = "true")]
+        api_allow_remote: Option<bool>,
         /// Peers to dial at start (comma-separated or repeated).
         #[arg(long, env = "RAPPORT_BOOTSTRAP", value_delimiter = ',')]
         bootstrap: Option<Vec<String>>,
@@ -214,14 +217,16 @@ enum Command {
         /// The report's message id (hex).
         report: String,
     },
-    /// Share data or an insight: the log carries a salted commitment, the data travels beside it.
+    /// Share data or an insight: the log carries a salted commitment, the data travels beside it
+    /// (spec §5.9).
     Share {
         /// The relationship (hex).
         rel: String,
         /// The file to share.
         #[arg(long)]
         file: PathBuf,
-        /// `data` (customer to vendor), `insight` or `export` (vendor to customer).
+        /// `data` or `insight` (either party, in an active relationship, under a live consent
+        /// grant), or `export` (the vendor, during separation: the customer's data back).
         #[arg(long, default_value = "data")]
         content: String,
         /// Purpose, a DPV identifier or extension URI.
@@ -234,7 +239,7 @@ enum Command {
         #[arg(long, default_value = "application/octet-stream")]
         media_type: String,
     },
-    /// Introduce the other party to a third party. The message body is JSON (spec §5.12).
+    /// Introduce the other party to a third party. The message body is JSON (spec §5.10).
     Introduce {
         /// The relationship (hex).
         rel: String,
@@ -242,7 +247,7 @@ enum Command {
         #[arg(long)]
         body: String,
     },
-    /// Give notice of a friendly separation. The body is JSON (spec §5.13).
+    /// Give notice of a friendly separation. The body is JSON (spec §5.11).
     Separate {
         /// The relationship (hex).
         rel: String,
@@ -250,7 +255,7 @@ enum Command {
         #[arg(long)]
         body: String,
     },
-    /// State what became of each data category. The body is JSON (spec §5.14).
+    /// State what became of each data category. The body is JSON (spec §5.12).
     Dispose {
         /// The relationship (hex).
         rel: String,
@@ -310,6 +315,19 @@ enum Command {
         #[arg(long)]
         allow_unsigned: bool,
     },
+    /// Refuse every message from a key, in every relationship, before it is stored; its
+    /// gossiped offers are dropped too. Saved in the data directory's `blocked` file.
+    Block {
+        /// The key id (hex).
+        key: String,
+    },
+    /// Hear from a blocked key again.
+    Unblock {
+        /// The key id (hex).
+        key: String,
+    },
+    /// The blocked keys.
+    Blocked,
 }
 
 #[derive(Debug, Subcommand)]
@@ -520,7 +538,7 @@ async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::
             ),
             Command::Connect { multiaddr } => (
                 client.post("/v1/connect", &ConnectRequest { address: multiaddr }).await?,
-                Box::new(|v| format!("dialing {}", s(v, "dialing"))),
+                Box::new(|v| format!("connected to {} at {}", s(v, "connected"), s(v, "address"))),
             ),
             Command::Public => (
                 client.get("/v1/public").await?,
@@ -584,6 +602,24 @@ async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::
                 let v = json!({ "file": out, "messages": n });
                 (v, Box::new(|v| format!("wrote {} messages to {}", s(v, "messages"), s(v, "file"))))
             }
+            Command::Block { key } => (
+                client.put(&format!("/v1/blocked/{key}")).await?,
+                Box::new(|v| {
+                    let again = if v["changed"] == true { "" } else { " (already)" };
+                    format!("blocked {}{again}", s(v, "key"))
+                }),
+            ),
+            Command::Unblock { key } => (
+                client.delete(&format!("/v1/blocked/{key}")).await?,
+                Box::new(|v| {
+                    let again = if v["changed"] == true { "" } else { " (was not blocked)" };
+                    format!("unblocked {}{again}", s(v, "key"))
+                }),
+            ),
+            Command::Blocked => (
+                client.get("/v1/blocked").await?,
+                Box::new(|v| lines(&v["blocked"], |k| k.as_str().unwrap_or_default().to_owned())),
+            ),
             _ => anyhow::bail!("not a client command"),
         }
     };
@@ -669,9 +705,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run { network, listen, api, bootstrap, mdns, target_peers, log_format } => {
+        Command::Run { network, listen, api, api_allow_remote, bootstrap, mdns, target_peers, log_format } => {
             init_tracing(log_format);
-            let flags = Layer { network, listen, api, bootstrap, mdns, target_peers, ..Layer::default() };
+            let flags =
+                Layer { network, listen, api, api_allow_remote, bootstrap, mdns, target_peers, ..Layer::default() };
             let config = Config::load(&dir, flags)?;
             runtime.block_on(crate::daemon::run(config, crate::daemon::signal()))
         }
@@ -708,5 +745,61 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         command => runtime.block_on(client_command(&dir, cli.json, command)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    /// Every `§N` a help text cites, with the command it belongs to (`terms propose`).
+    fn citations(cmd: &clap::Command, path: &str, out: &mut Vec<(String, String)>) {
+        let mut texts: Vec<String> =
+            [cmd.get_about(), cmd.get_long_about()].into_iter().flatten().map(|t| t.to_string()).collect();
+        for arg in cmd.get_arguments() {
+            texts.extend([arg.get_help(), arg.get_long_help()].into_iter().flatten().map(|t| t.to_string()));
+        }
+        for text in texts {
+            for (i, _) in text.match_indices("spec §") {
+                let rest = &text[i + "spec §".len()..];
+                let n: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+                out.push((path.trim().to_owned(), n.trim_end_matches('.').to_owned()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            citations(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    /// `rapport --help` once cited §5.12–§5.14 for the commands of §5.10–§5.12. Each command's
+    /// citation must name a heading of spec/protocol.md that is about that command.
+    #[test]
+    fn every_section_a_help_text_cites_exists_and_is_about_its_command() {
+        let spec = include_str!("../../spec/protocol.md");
+        // What the cited heading must say, per command.
+        let about = [
+            ("introduce", "`introduction`"),
+            ("separate", "`separation_notice`"),
+            ("dispose", "`disposition_statement`"),
+            ("share", "`data_share`"),
+            ("send", "Message kinds"),
+            ("terms propose", "`terms_proposal`"),
+        ];
+        let mut cited = Vec::new();
+        citations(&Cli::command(), "", &mut cited);
+        assert!(cited.len() >= about.len(), "{cited:?}");
+        for (command, section) in &cited {
+            let heading = spec
+                .lines()
+                .find(|l| l.starts_with('#') && l.trim_start_matches('#').starts_with(&format!(" {section} ")))
+                .unwrap_or_else(|| panic!("`rapport {command}` cites §{section}, which spec/protocol.md lacks"));
+            let (_, must) = about
+                .iter()
+                .find(|(c, _)| c == command)
+                .unwrap_or_else(|| panic!("`rapport {command}` cites §{section}: add what it must be about here"));
+            assert!(heading.contains(must), "`rapport {command}` cites {heading:?}, not about {must}");
+        }
     }
 }

@@ -52,6 +52,7 @@ impl Client {
     pub fn for_data_dir(data_dir: &Path) -> Result<Client, Error> {
         let api = std::fs::read_to_string(data_dir.join(API_FILE))
             .map_err(|_| Error::NotRunning(data_dir.display().to_string()))?;
+        identity::check_data_dir(data_dir)?;
         let token = identity::load_token(data_dir)?;
         Ok(Client::new(api.trim(), token))
     }
@@ -96,6 +97,18 @@ impl Client {
             return Err(Error::Refused { status: status.as_u16(), code: None, message: text });
         }
         Ok(text)
+    }
+
+    /// `PUT path`, no body.
+    pub async fn put<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+        let r = self.http.put(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await;
+        self.finish(r).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+        let r = self.http.delete(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await;
+        self.finish(r).await
     }
 
     /// `POST path` with a JSON body.

@@ -57,11 +57,14 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file is not valid TOML for this schema; fix the named field.
-    #[error("invalid {path}: {detail}")]
+    /// The file is not valid TOML for this schema (a duplicate key, an unknown field, a value
+    /// of the wrong type); fix the named key on the named line.
+    #[error("invalid {}{}: {detail}", path.display(), at.as_ref().map(|a| format!(":{}, key {:?}", a.line, a.key)).unwrap_or_default())]
     Parse {
         /// Which file.
         path: PathBuf,
+        /// Where in the file, when the parser says.
+        at: Option<At>,
         /// What was wrong.
         detail: String,
     },
@@ -78,6 +81,36 @@ pub enum Error {
     },
 }
 
+/// A place in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct At {
+    /// Line number, from 1.
+    pub line: usize,
+    /// The key on that line (or the table a header opens), as written.
+    pub key: String,
+}
+
+impl At {
+    /// The line and key of byte `offset` of `text`.
+    fn of(text: &str, offset: usize) -> At {
+        let offset = offset.min(text.len());
+        let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        let line = text[start..end].trim();
+        let key = match line.split_once('=') {
+            Some((key, _)) => key.trim(),
+            None => line.trim_start_matches('[').trim_end_matches(']').trim(),
+        };
+        At { line: text[..start].matches('\n').count() + 1, key: key.trim_matches('"').to_owned() }
+    }
+}
+
+/// A TOML error as [`Error::Parse`], with the line and key it points at.
+fn parse_error(text: &str, path: &Path, e: &toml::de::Error) -> Error {
+    let at = e.span().map(|span| At::of(text, span.start));
+    Error::Parse { path: path.into(), at, detail: e.message().trim_end().to_owned() }
+}
+
 /// Settings as one layer gives them; `None` leaves the setting to the next layer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +121,8 @@ pub struct Layer {
     pub listen: Option<Vec<String>>,
     /// Address of the local control API.
     pub api: Option<SocketAddr>,
+    /// Let the control API listen on an address that is not loopback.
+    pub api_allow_remote: Option<bool>,
     /// Peers to dial at start and to seed Kademlia with.
     pub bootstrap: Option<Vec<String>>,
     /// Local peer discovery by mDNS.
@@ -102,6 +137,16 @@ pub struct Layer {
     pub max_memory_fraction: Option<f64>,
     /// Storage backend.
     pub store: Option<StoreKind>,
+    /// Relationships awaiting the owner's first answer, at most, per remote key.
+    pub max_unanswered_per_key: Option<u32>,
+    /// Relationships awaiting the owner's first answer, at most, per delivering peer.
+    pub max_unanswered_per_peer: Option<u32>,
+    /// Bytes of the stranger's messages stored, at most, per relationship awaiting an answer.
+    pub max_unanswered_bytes: Option<u64>,
+    /// Messages a minute, at most, into one relationship awaiting an answer.
+    pub max_unanswered_per_minute: Option<u32>,
+    /// Messages a minute, at most, into one answered relationship.
+    pub max_messages_per_minute: Option<u32>,
 }
 
 impl Layer {
@@ -111,6 +156,7 @@ impl Layer {
             network: self.network.or(lower.network),
             listen: self.listen.or(lower.listen),
             api: self.api.or(lower.api),
+            api_allow_remote: self.api_allow_remote.or(lower.api_allow_remote),
             bootstrap: self.bootstrap.or(lower.bootstrap),
             mdns: self.mdns.or(lower.mdns),
             max_connections: self.max_connections.or(lower.max_connections),
@@ -118,6 +164,11 @@ impl Layer {
             target_peers: self.target_peers.or(lower.target_peers),
             max_memory_fraction: self.max_memory_fraction.or(lower.max_memory_fraction),
             store: self.store.or(lower.store),
+            max_unanswered_per_key: self.max_unanswered_per_key.or(lower.max_unanswered_per_key),
+            max_unanswered_per_peer: self.max_unanswered_per_peer.or(lower.max_unanswered_per_peer),
+            max_unanswered_bytes: self.max_unanswered_bytes.or(lower.max_unanswered_bytes),
+            max_unanswered_per_minute: self.max_unanswered_per_minute.or(lower.max_unanswered_per_minute),
+            max_messages_per_minute: self.max_messages_per_minute.or(lower.max_messages_per_minute),
         }
     }
 
@@ -129,7 +180,9 @@ impl Layer {
 
     /// Parses a layer from the TOML text of the file at `path` (named in errors only).
     pub fn parse(text: &str, path: &Path) -> Result<Layer, Error> {
-        toml::from_str(text).map_err(|e| Error::Parse { path: path.into(), detail: e.message().to_owned() })
+        // TOML itself forbids a key twice in a table; the parser refuses it, so no setting is
+        // silently overridden by a later line.
+        toml::from_str(text).map_err(|e| parse_error(text, path, &e))
     }
 }
 
@@ -178,10 +231,9 @@ impl Network {
     pub fn named(name: &str) -> Result<Network, Error> {
         let (_, text) = PROFILES.iter().find(|(n, _)| *n == name).ok_or_else(|| Error::UnknownNetwork(name.into()))?;
         let path = PathBuf::from(format!("networks/{name}.toml"));
-        let profile: Profile =
-            toml::from_str(text).map_err(|e| Error::Parse { path: path.clone(), detail: e.message().to_owned() })?;
+        let profile: Profile = toml::from_str(text).map_err(|e| parse_error(text, &path, &e))?;
         if profile.name != name {
-            return Err(Error::Parse { path, detail: format!("names the network {:?}", profile.name) });
+            return Err(Error::Parse { path, at: None, detail: format!("names the network {:?}", profile.name) });
         }
         Ok(Network {
             prefix: format!("/rapport/{name}"),
@@ -232,8 +284,10 @@ pub struct Config {
     pub network: Network,
     /// libp2p listen addresses.
     pub listen: Vec<String>,
-    /// Local control API address; loopback unless configured otherwise.
+    /// Local control API address: loopback, unless `api_allow_remote` is set.
     pub api: SocketAddr,
+    /// Whether `api` may be an address other hosts can reach.
+    pub api_allow_remote: bool,
     /// Bootstrap peers.
     pub bootstrap: Vec<String>,
     /// mDNS discovery.
@@ -249,6 +303,37 @@ pub struct Config {
     pub max_memory_fraction: f64,
     /// Storage backend.
     pub store: StoreKind,
+    /// What the node stores for peers its owner has not answered (spec/node.md §3.2).
+    pub quota: Quota,
+}
+
+/// The quotas on what peers may make a node store (spec/node.md §3.2). A relationship is
+/// *unanswered* while its owner has sent no message in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Unanswered relationships, at most, opened by one key.
+    pub max_unanswered_per_key: u32,
+    /// Unanswered relationships, at most, delivered by one peer (whatever keys signed them).
+    pub max_unanswered_per_peer: u32,
+    /// Bytes of the other party's messages stored, at most, in one unanswered relationship.
+    pub max_unanswered_bytes: u64,
+    /// Messages a minute, at most, into one unanswered relationship (a minute's worth may come
+    /// at once).
+    pub max_unanswered_per_minute: u32,
+    /// Messages a minute, at most, into one answered relationship.
+    pub max_messages_per_minute: u32,
+}
+
+impl Default for Quota {
+    fn default() -> Quota {
+        Quota {
+            max_unanswered_per_key: 16,
+            max_unanswered_per_peer: 64,
+            max_unanswered_bytes: 256 * 1024,
+            max_unanswered_per_minute: 10,
+            max_messages_per_minute: 12_000,
+        }
+    }
 }
 
 /// The defaults, the lowest layer.
@@ -257,6 +342,7 @@ pub fn defaults() -> Layer {
         network: Some("local".into()),
         listen: Some(vec!["/ip4/0.0.0.0/tcp/4710".into(), "/ip4/0.0.0.0/udp/4710/quic-v1".into()]),
         api: Some(SocketAddr::from(([127, 0, 0, 1], 4711))),
+        api_allow_remote: Some(false),
         bootstrap: Some(Vec::new()),
         mdns: Some(true),
         max_connections: Some(512),
@@ -264,6 +350,11 @@ pub fn defaults() -> Layer {
         target_peers: Some(DEFAULT_TARGET_PEERS),
         max_memory_fraction: Some(0.8),
         store: Some(StoreKind::Log),
+        max_unanswered_per_key: Some(Quota::default().max_unanswered_per_key),
+        max_unanswered_per_peer: Some(Quota::default().max_unanswered_per_peer),
+        max_unanswered_bytes: Some(Quota::default().max_unanswered_bytes),
+        max_unanswered_per_minute: Some(Quota::default().max_unanswered_per_minute),
+        max_messages_per_minute: Some(Quota::default().max_messages_per_minute),
     }
 }
 
@@ -310,11 +401,40 @@ impl Config {
         if !(fraction > 0.0 && fraction <= 1.0) {
             return Err(Error::Invalid { name: "max_memory_fraction", detail: format!("{fraction} is not in (0, 1]") });
         }
+        let api = l.api.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let api_allow_remote = l.api_allow_remote.unwrap_or(false);
+        // The API holds the node's keys in effect: whoever reaches it with the token acts as the
+        // node. Another host reaching it is a decision, never a default.
+        if !api.ip().is_loopback() && !api_allow_remote {
+            return Err(Error::Invalid {
+                name: "api",
+                detail: format!(
+                    "{api} is not a loopback address; other hosts could reach the control API \
+                     (set api_allow_remote = true, or --api-allow-remote, to mean it)"
+                ),
+            });
+        }
+        let d = Quota::default();
+        let quota = Quota {
+            max_unanswered_per_key: l.max_unanswered_per_key.unwrap_or(d.max_unanswered_per_key),
+            max_unanswered_per_peer: l.max_unanswered_per_peer.unwrap_or(d.max_unanswered_per_peer),
+            max_unanswered_bytes: l.max_unanswered_bytes.unwrap_or(d.max_unanswered_bytes),
+            max_unanswered_per_minute: l.max_unanswered_per_minute.unwrap_or(d.max_unanswered_per_minute),
+            max_messages_per_minute: l.max_messages_per_minute.unwrap_or(d.max_messages_per_minute),
+        };
+        // The unanswered quotas may be 0: then strangers cannot open relationships at all.
+        if quota.max_messages_per_minute == 0 {
+            return Err(Error::Invalid {
+                name: "max_messages_per_minute",
+                detail: "0 would refuse every message, in every relationship (block keys instead)".into(),
+            });
+        }
         Ok(Config {
             data_dir: data_dir.into(),
             network,
             listen: l.listen.unwrap_or_default(),
-            api: l.api.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+            api,
+            api_allow_remote,
             bootstrap: l.bootstrap.unwrap_or_default(),
             mdns: l.mdns.unwrap_or(true),
             max_connections,
@@ -322,6 +442,7 @@ impl Config {
             target_peers,
             max_memory_fraction: fraction,
             store: l.store.unwrap_or(StoreKind::Log),
+            quota,
         })
     }
 }
@@ -333,13 +454,20 @@ pub fn initial_file(network: &str) -> String {
          network = {network:?}\n\
          # listen = [\"/ip4/0.0.0.0/tcp/4710\", \"/ip4/0.0.0.0/udp/4710/quic-v1\"]\n\
          # api = \"127.0.0.1:4711\"\n\
+         # api_allow_remote = false\n\
          # bootstrap = []\n\
          # mdns = true\n\
          # max_connections = 512\n\
          # max_connections_per_peer = 4\n\
          # target_peers = 32\n\
          # max_memory_fraction = 0.8\n\
-         # store = \"log\"\n"
+         # store = \"log\"\n\
+         # What strangers may make this node store (relationships awaiting your first answer):\n\
+         # max_unanswered_per_key = 16\n\
+         # max_unanswered_per_peer = 64\n\
+         # max_unanswered_bytes = 262144\n\
+         # max_unanswered_per_minute = 10\n\
+         # max_messages_per_minute = 12000\n"
     )
 }
 
@@ -375,6 +503,54 @@ mod tests {
         assert!(matches!(Config::load(dir.path(), Layer::default()), Err(Error::UnknownNetwork(_))));
         std::fs::write(dir.path().join(CONFIG_FILE), "max_memory_fraction = 1.5\n").unwrap();
         assert!(matches!(Config::load(dir.path(), Layer::default()), Err(Error::Invalid { .. })));
+    }
+
+    /// A key given twice is refused, not resolved by the last one; errors name file, line and key.
+    #[test]
+    fn duplicate_keys_are_refused_and_errors_say_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CONFIG_FILE);
+        std::fs::write(&path, "network = \"local\"\nmdns = true\n\nmdns = false\n").unwrap();
+        let e = Config::load(dir.path(), Layer::default()).unwrap_err();
+        match &e {
+            Error::Parse { at: Some(at), detail, .. } => {
+                assert_eq!((at.line, at.key.as_str()), (4, "mdns"), "{e}");
+                assert!(detail.contains("duplicate"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = e.to_string();
+        assert!(text.contains(&format!("{}:4", path.display())) && text.contains("\"mdns\""), "{text}");
+
+        std::fs::write(&path, "network = \"local\"\nmax_connections = \"many\"\n").unwrap();
+        let e = Config::load(dir.path(), Layer::default()).unwrap_err();
+        assert!(
+            matches!(&e, Error::Parse { at: Some(At { line: 2, key, .. }), .. } if key == "max_connections"),
+            "{e:?}"
+        );
+        std::fs::write(&path, "[network]\nname = 1\n").unwrap();
+        assert!(matches!(Config::load(dir.path(), Layer::default()), Err(Error::Parse { at: Some(_), .. })));
+    }
+
+    /// The API stays on loopback unless the operator says otherwise, in so many words.
+    #[test]
+    fn a_remote_api_address_needs_api_allow_remote() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = Layer { api: Some(SocketAddr::from(([0, 0, 0, 0], 4711))), ..Layer::default() };
+        let e = Config::load(dir.path(), remote.clone()).unwrap_err();
+        assert!(matches!(e, Error::Invalid { name: "api", .. }), "{e:?}");
+        assert!(e.to_string().contains("api_allow_remote"), "{e}");
+        let v6 = Layer { api: Some("[::]:4711".parse().unwrap()), ..Layer::default() };
+        assert!(matches!(Config::load(dir.path(), v6), Err(Error::Invalid { name: "api", .. })));
+        let allowed = Layer { api_allow_remote: Some(true), ..remote.clone() };
+        let c = Config::load(dir.path(), allowed).unwrap();
+        assert!(c.api_allow_remote && !c.api.ip().is_loopback());
+        // The file can allow it too, and loopback needs nothing.
+        std::fs::write(dir.path().join(CONFIG_FILE), "api_allow_remote = true\n").unwrap();
+        assert!(Config::load(dir.path(), remote).unwrap().api_allow_remote);
+        std::fs::remove_file(dir.path().join(CONFIG_FILE)).unwrap();
+        let v6_loopback = Layer { api: Some("[::1]:4711".parse().unwrap()), ..Layer::default() };
+        assert!(!Config::load(dir.path(), v6_loopback).unwrap().api_allow_remote);
     }
 
     #[test]

@@ -3,13 +3,14 @@
 //! shutdown stops accepting, flushes and closes.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use libp2p::Multiaddr;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::{Config, StoreKind, API_FILE, LOCK_FILE};
 use crate::engine::{self, Engine};
@@ -97,6 +98,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 
 /// Runs the node of `config` until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    identity::check_data_dir(&config.data_dir)?;
     let _lock = DataDirLock::take(&config.data_dir)?;
     let identity = identity::load(&config.data_dir)?;
     let token = identity::load_token(&config.data_dir)?;
@@ -114,11 +116,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         TcpListener::bind(config.api).await.map_err(|e| anyhow::anyhow!("API address {}: {e}", config.api))?;
     let api_addr = listener.local_addr()?;
     let api_file = config.data_dir.join(API_FILE);
-    std::fs::write(&api_file, format!("{api_addr}\n"))?;
+    write_api_file(&api_file, api_addr)?;
     let _api_file = ApiFile(api_file);
     info!(%peer_id, api = %api_addr, network = %config.network.name, "node started");
+    if !api_addr.ip().is_loopback() {
+        warn!(
+            api = %api_addr,
+            "the control API listens on an address other hosts can reach (api_allow_remote); \
+             anyone who obtains the token can act as this node"
+        );
+    }
 
-    let state = api::AppState { handle, store, token: token.into(), registry: Arc::new(registry) };
+    let state = api::AppState {
+        handle,
+        store,
+        token: token.into(),
+        registry: Arc::new(registry),
+        any_host: config.api_allow_remote,
+    };
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(listener, api::router(state))
@@ -133,6 +148,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     server.await??;
     info!("node stopped");
     Ok(())
+}
+
+/// Writes the API's address for the CLI, readable by the owner alone: a fresh file, renamed
+/// over any left by a daemon that was killed.
+fn write_api_file(path: &Path, addr: SocketAddr) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = path.with_extension("new");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    f.write_all(format!("{addr}\n").as_bytes())?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Resolves on SIGINT or SIGTERM.

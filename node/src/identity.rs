@@ -30,6 +30,15 @@ pub enum Error {
         /// Its mode bits.
         mode: u32,
     },
+    /// A directory or file others can write: they could replace the `api` file (and so receive
+    /// the CLI's bearer token) or the node's files. `chmod go-w` it.
+    #[error("{path} has mode {mode:o}: group or others can write it and could redirect or replace this node's files (chmod go-w)")]
+    Writable {
+        /// Which file or directory.
+        path: PathBuf,
+        /// Its mode bits.
+        mode: u32,
+    },
     /// The data directory has no key; run `rapport init`.
     #[error("no key in {0}; run `rapport init` first")]
     NotInitialised(PathBuf),
@@ -140,6 +149,27 @@ fn check_private(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Refuses a file or directory that group or others can write.
+fn check_unshared(path: &Path) -> Result<(), Error> {
+    let mode = fs::metadata(path).map_err(io(path))?.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(Error::Writable { path: path.into(), mode });
+    }
+    Ok(())
+}
+
+/// Refuses a data directory, or its `api` file if there is one, that other users can write.
+/// The daemon checks before it starts and the CLI before it sends the token: whoever can
+/// rewrite `api` points the CLI, and its bearer token, at a listener of their own.
+pub fn check_data_dir(data_dir: &Path) -> Result<(), Error> {
+    check_unshared(data_dir)?;
+    let api = data_dir.join(config::API_FILE);
+    if api.exists() {
+        check_unshared(&api)?;
+    }
+    Ok(())
+}
+
 /// What `rapport init` did.
 #[derive(Debug)]
 pub struct Init {
@@ -243,7 +273,18 @@ mod tests {
         fs::set_permissions(dir.path().join(KEY_FILE), fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(load(dir.path()), Err(Error::Permissions { mode: 0o644, .. })));
         fs::set_permissions(dir.path().join(TOKEN_FILE), fs::Permissions::from_mode(0o640)).unwrap();
-        assert!(matches!(load_token(dir.path()), Err(Error::Permissions { .. })));
+        assert!(matches!(load_token(dir.path()), Err(Error::Permissions { mode: 0o640, .. })));
+        // A directory or `api` file others can write is refused, even with private secrets.
+        fs::set_permissions(dir.path().join(TOKEN_FILE), fs::Permissions::from_mode(0o600)).unwrap();
+        check_data_dir(dir.path()).unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(check_data_dir(dir.path()), Err(Error::Writable { mode: 0o777, .. })));
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        check_data_dir(dir.path()).unwrap();
+        fs::write(dir.path().join(config::API_FILE), "127.0.0.1:1\n").unwrap();
+        fs::set_permissions(dir.path().join(config::API_FILE), fs::Permissions::from_mode(0o622)).unwrap();
+        let e = check_data_dir(dir.path()).unwrap_err();
+        assert!(matches!(e, Error::Writable { mode: 0o622, .. }) && e.to_string().contains("chmod go-w"), "{e}");
     }
 
     #[test]

@@ -71,6 +71,12 @@ pub struct Metrics {
     /// Receipts and problem reports a peer sent as requests: neither stored nor answered
     /// (spec §11.2).
     pub unsolicited_acks: Counter,
+    /// Keys the owner has blocked.
+    pub blocked_keys: Gauge,
+    /// Relationships strangers opened that await the owner's first answer (spec/node.md §3.2).
+    pub unanswered: Gauge,
+    /// Gossiped public messages from blocked keys, dropped.
+    pub gossip_blocked: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -99,6 +105,9 @@ impl Metrics {
             group_size: Histogram::new(exponential_buckets(1.0, 2.0, 9)),
             gossip_dropped: Counter::default(),
             unsolicited_acks: Counter::default(),
+            blocked_keys: Gauge::default(),
+            unanswered: Gauge::default(),
+            gossip_blocked: Counter::default(),
         };
         r.register("messages_sent", "Messages signed and queued for a peer", m.sent.clone());
         r.register("messages_received", "Messages from peers accepted and stored", m.received.clone());
@@ -125,6 +134,17 @@ impl Metrics {
             "unsolicited_acknowledgements",
             "Receipts and problem reports sent as requests: neither stored nor answered",
             m.unsolicited_acks.clone(),
+        );
+        r.register("blocked_keys", "Keys the owner has blocked: nothing they send is stored", m.blocked_keys.clone());
+        r.register(
+            "unanswered_relationships",
+            "Relationships strangers opened that await the owner's first answer",
+            m.unanswered.clone(),
+        );
+        r.register(
+            "gossip_blocked",
+            "Gossiped offers and intents from blocked keys, dropped",
+            m.gossip_blocked.clone(),
         );
         m
     }

@@ -368,3 +368,129 @@ fn export_refuses_existing_files_without_force_and_the_data_directory_always() {
     assert!(!std::path::Path::new("-").exists() && !node.dir.join("-").exists());
     node.stop();
 }
+
+/// The local-exposure checks of the daemon and the CLI (issue #22, point 6): an API beyond
+/// loopback needs `--api-allow-remote`; a data directory or `api` file others can write is
+/// refused by both; a second node on a taken TCP port fails instead of sharing it; a foreign
+/// `Host` is refused.
+#[test]
+fn local_exposure_is_refused() {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = tempfile::tempdir().unwrap();
+    let mut node = Daemon::init(root.path(), "node");
+    let chmod = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let refused = |node: &mut Daemon, needle: &str| {
+        let (status, log) = node.wait_exit();
+        assert!(!status.success(), "{log}");
+        assert!(log.contains(needle), "{log}");
+    };
+
+    node.spawn_with(&["--api", "0.0.0.0:0"]);
+    refused(&mut node, "api_allow_remote");
+    chmod(&node.dir, 0o777);
+    node.spawn_with(&[]);
+    refused(&mut node, "chmod go-w");
+    chmod(&node.dir, 0o700);
+    node.start();
+
+    // A second node told to listen on the first one's port.
+    let mut second = Daemon::init(root.path(), "second");
+    second.port = node.port;
+    second.spawn_with(&[]);
+    refused(&mut second, "already in use");
+
+    // The CLI will not send its token where a rewritten `api` file points.
+    let api = node.dir.join("api");
+    assert_eq!(std::fs::metadata(&api).unwrap().permissions().mode() & 0o777, 0o600);
+    chmod(&api, 0o666);
+    let out = rapport(&node.dir, &["status"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.trim().lines().count() == 1 && err.contains("chmod go-w"), "{err}");
+    chmod(&api, 0o600);
+    assert!(rapport(&node.dir, &["status"]).status.success());
+
+    // DNS rebinding: the port answers, but not to a foreign name.
+    let addr = std::fs::read_to_string(&api).unwrap();
+    let ask = |host: &str| {
+        let mut stream = std::net::TcpStream::connect(addr.trim()).unwrap();
+        write!(stream, "GET /v1/status HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    assert!(ask("rebound.example").starts_with("HTTP/1.1 421"));
+    assert!(ask(addr.trim()).starts_with("HTTP/1.1 401"), "a loopback Host reaches the token check");
+    node.stop();
+}
+
+/// `rapport connect` waits for the connection: a dead address fails, in one line and with a
+/// non-zero exit, and a live one names the peer that answered. `GET /health` needs no token.
+#[test]
+fn connect_waits_for_the_connection_and_health_needs_no_token() {
+    use std::io::{Read as _, Write as _};
+    let root = tempfile::tempdir().unwrap();
+    let (mut a, mut b) = (Daemon::init(root.path(), "a"), Daemon::init(root.path(), "b"));
+    a.start();
+    b.start();
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let out = rapport(&a.dir, &["connect", &format!("/ip4/127.0.0.1/tcp/{dead}")]);
+    assert!(!out.status.success(), "a dead port is not a connection");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("cannot connect"), "{err}");
+    let v = json(&a.dir, &["connect", &b.addr()]);
+    assert_eq!(v["connected"], json(&b.dir, &["id"])["peer_id"]);
+
+    let api = std::fs::read_to_string(a.dir.join("api")).unwrap();
+    let mut stream = std::net::TcpStream::connect(api.trim()).unwrap();
+    write!(stream, "GET /health HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", api.trim()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with(r#"{"status":"ok"}"#), "{answer}");
+    a.stop();
+    b.stop();
+}
+
+/// Requests to a peer take its connections in turn. A connection that stays open but never
+/// answers (the peer's old process, stopped, its TCP session alive) took every other attempt,
+/// each for the whole 10 s timeout, and backoff made the wait grow: the vendor closes a
+/// connection at its first timeout when the peer has another, and the messages go by that one
+/// (issue #24, gap 12).
+#[test]
+fn a_dead_connection_beside_a_live_one_does_not_hold_messages_back() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut vendor, mut customer) = pair(root.path());
+    let key = customer.key();
+    // The customer's old process stops answering, its connection left open.
+    let pid = customer.pid().to_string();
+    assert!(std::process::Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    // The same key, in a new process, connects to the vendor: two connections to one peer id.
+    let mut twin = Daemon::init(root.path(), "twin");
+    std::fs::copy(customer.dir.join("key"), twin.dir.join("key")).unwrap();
+    twin.start();
+    assert_eq!(json(&twin.dir, &["id"])["key_id"], key.as_str());
+    json(&twin.dir, &["connect", &vendor.addr()]);
+    // Four relationships at once: their first requests alternate between the connections.
+    for n in 0..4 {
+        offer(&vendor, &key, &format!("Offer {n}"));
+    }
+    let started = std::time::Instant::now();
+    wait_for("every offer's receipt", || (json(&vendor.dir, &["status"])["outbox"] == 0).then_some(()));
+    let waited = started.elapsed();
+    assert_eq!(json(&twin.dir, &["relationships"]).as_array().unwrap().len(), 4, "the twin holds all four");
+    let log = std::fs::read_to_string(vendor.dir.join("daemon.log")).unwrap();
+    assert!(log.contains("closing that one"), "the vendor closed the connection that did not answer");
+    println!("delivered in {waited:?}");
+    assert!(std::process::Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    customer.stop();
+    twin.stop();
+    vendor.stop();
+}

@@ -70,6 +70,9 @@ codes! {
     NoticeTooShort => "notice-too-short": "The separation's effective date is earlier than the agreed notice period allows.";
     IncompleteDisposition => "incomplete-disposition": "The disposition statement misses a category the notice named, or contradicts its requested action.";
     Closed => "closed": "The relationship is closed; only a new relationship may follow.";
+    RateLimited => "rate-limited": "The sender sends into one relationship faster than the receiver accepts; retry later.";
+    QuotaExceeded => "quota-exceeded": "The receiver stores no more from this sender until its owner answers: too many relationships, or too many bytes in one, await her first answer.";
+    Blocked => "blocked": "The receiver's owner has blocked the sending key; nothing from it is stored.";
     Internal => "internal": "The receiver failed to process a valid message (for instance, storage failed); retry later.";
 }
 

@@ -1,15 +1,16 @@
-//! The control API's request bodies on arbitrary bytes, through the checks the handlers make
-//! before the engine sees a request (`rapport_node::api::requests`): each must return a typed
-//! error or a request, never panic; and a message body it accepts must read back from the JSON
-//! the API shows for it and, once the protocol's rules hold, encode to CBOR that decodes to the
-//! same payload.
+//! The control API's request bodies on arbitrary bytes, through the parser the handlers use
+//! (`rapport_node::api::requests::parse`, which refuses duplicate keys and unknown fields) and
+//! the checks they make before the engine sees a request: each must return a typed error or a
+//! request, never panic; and a message body it accepts must read back from the JSON the API
+//! shows for it and, once the protocol's rules hold, encode to CBOR that decodes to the same
+//! payload.
 //!
 //! Input format: the route, a newline, then the JSON body the route takes: `find\n{…}`,
 //! `connect\n{…}` or `send/<kind>\n{…}`. The seeds in `node/fuzz/seeds/api/` are in this format.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rapport_node::api::requests::{ConnectRequest, FindRequest, Outgoing, SendRequest};
+use rapport_node::api::requests::{parse, ConnectRequest, FindRequest, Outgoing, SendRequest};
 use rapport_protocol::message::Class;
 use rapport_protocol::{Body, Header, KeyId, MessageId, Payload, RelationshipId};
 
@@ -19,15 +20,15 @@ fuzz_target!(|data: &[u8]| {
     match route {
         // The peer id and the multiaddr in these are libp2p's to parse (not built here).
         b"find" => {
-            let _ = serde_json::from_slice::<FindRequest>(body);
+            let _ = parse::<FindRequest>(body);
         }
         b"connect" => {
-            let _ = serde_json::from_slice::<ConnectRequest>(body);
+            let _ = parse::<ConnectRequest>(body);
         }
         _ => {
             let Some(kind) = route.strip_prefix(b"send/") else { return };
             let Ok(kind) = std::str::from_utf8(kind) else { return };
-            let Ok(req) = serde_json::from_slice::<SendRequest>(body) else { return };
+            let Ok(req) = parse::<SendRequest>(body) else { return };
             let Ok(out) = req.check(kind) else { return };
             send(kind, out);
         }

@@ -4,8 +4,11 @@
 //! call exactly them. Peer ids and multiaddrs are libp2p's to parse, so those two checks come
 //! with the `daemon` feature; the fuzz target reads their request bodies only.
 
+use std::collections::HashSet;
+
 use rapport_protocol::{Body, KeyId, Kind, RelationshipId};
-use serde::{Deserialize, Serialize};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Why a request is refused before it reaches the engine.
 #[derive(Debug, thiserror::Error)]
@@ -33,10 +36,73 @@ pub enum Error {
     /// Not a multiaddr.
     #[error("bad multiaddr: {0}")]
     Multiaddr(String),
+    /// Not JSON, JSON with a key twice in one object, or not the route's request shape.
+    #[error("invalid JSON body: {0}")]
+    Json(String),
+}
+
+/// Parses a request body: JSON in which no object names a key twice (where `serde_json` would
+/// keep the last, a request could say one thing to a reader and another to the node), of the
+/// shape `T`.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    Unique.deserialize(&mut de).and_then(|()| de.end()).map_err(|e| Error::Json(e.to_string()))?;
+    serde_json::from_slice(bytes).map_err(|e| Error::Json(e.to_string()))
+}
+
+/// Walks any JSON value, refusing an object that repeats a key. `serde_json`'s recursion limit
+/// bounds the depth.
+struct Unique;
+
+impl<'de> DeserializeSeed<'de> for Unique {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Unique {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Unique)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if let Some(key) = seen.replace(key) {
+                return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
+            }
+            map.next_value_seed(Unique)?;
+        }
+        Ok(())
+    }
 }
 
 /// Body of `POST /v1/find`.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FindRequest {
     /// The peer id sought.
     pub peer_id: String,
@@ -52,6 +118,7 @@ impl FindRequest {
 
 /// Body of `POST /v1/connect`.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConnectRequest {
     /// A multiaddr, with or without `/p2p/<peer id>`.
     pub address: String,
@@ -67,6 +134,7 @@ impl ConnectRequest {
 
 /// Body of `POST /v1/send/{kind}`.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SendRequest {
     /// The relationship (hex); absent to open one (with `to`) or to publish (without).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,6 +205,36 @@ mod tests {
         assert!(matches!(rel, Err(Error::RelationshipId(r)) if r == "xyz"));
         let key = req(serde_json::json!({ "to": "00", "body": offer })).check("offer");
         assert!(matches!(key, Err(Error::KeyId(k)) if k == "00"));
+    }
+
+    /// A key twice, at any depth, or a field the route does not know, is refused; serde_json
+    /// alone would keep the last value and ignore the stranger.
+    #[test]
+    fn duplicate_keys_and_unknown_fields_are_refused() {
+        let to = "ab".repeat(32);
+        let offer = r#"{"title":"Bike","description":"","price":{"model":"upfront","amount":{"currency":"EUR","minor_units":100}}}"#;
+        let good = format!(r#"{{"to":"{to}","body":{offer}}}"#);
+        assert!(parse::<SendRequest>(good.as_bytes()).unwrap().check("offer").is_ok());
+        for bad in [
+            format!(r#"{{"to":"{to}","to":"{}","body":{offer}}}"#, "cd".repeat(32)),
+            format!(
+                r#"{{"to":"{to}","body":{}}}"#,
+                offer.replace(r#""title":"Bike","#, r#""title":"Bike","title":"Car","#)
+            ),
+            format!(
+                r#"{{"to":"{to}","body":{}}}"#,
+                offer.replace(r#""minor_units":100"#, r#""minor_units":100,"minor_units":1"#)
+            ),
+        ] {
+            let e = parse::<SendRequest>(bad.as_bytes()).unwrap_err();
+            assert!(matches!(&e, Error::Json(m) if m.contains("duplicate key")), "{bad}: {e}");
+        }
+        let typo = format!(r#"{{"relationsihp":"{}","to":"{to}","body":{offer}}}"#, "ab".repeat(16));
+        assert!(matches!(parse::<SendRequest>(typo.as_bytes()), Err(Error::Json(m)) if m.contains("unknown field")));
+        assert!(matches!(parse::<FindRequest>(br#"{"peer_id":"a","peer_id":"b"}"#), Err(Error::Json(_))));
+        assert!(matches!(parse::<ConnectRequest>(br#"{"address":"/ip4/1.2.3.4/tcp/1"} x"#), Err(Error::Json(_))));
+        // The same key in sibling objects is not a duplicate.
+        assert!(parse::<serde_json::Value>(br#"[{"a":1},{"a":2},{"b":{"a":3}}]"#).is_ok());
     }
 
     #[cfg(feature = "daemon")]

@@ -9,9 +9,11 @@ use rapport_protocol::{
     Body, Class, Code, Event, HasCode as _, Header, KeyId, Message, MessageId, Payload, ProblemReport, Receipt,
     RelationshipId,
 };
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
+use super::quota::Target;
 use super::{Engine, Pending};
+use super::{REFUSALS_LOGGED, REFUSAL_WINDOW};
 use crate::identity;
 use crate::network::codec::{Refused, Response};
 use crate::store::Write;
@@ -28,6 +30,7 @@ impl Engine {
         let answer = match opened {
             Err(Refused { id, error }) => {
                 self.rejected(error.code());
+                self.log_refusal(&peer, None, error.code(), &id);
                 self.problem(&peer, None, error.code(), &error.to_string(), Some(id))
             }
             // Acknowledgements answer requests and are never requests themselves (spec §11.2):
@@ -40,8 +43,11 @@ impl Engine {
                 drop(channel);
                 return;
             }
-            Ok(m) => match self.accept(&m) {
+            Ok(m) => match self.accept(&peer, &m) {
                 Ok(Some(receipt)) => {
+                    let h = m.header();
+                    let rel = h.relationship.map(|r| r.to_hex()).unwrap_or_default();
+                    info!(from = %h.from, %rel, seq = h.seq, kind = %m.kind(), id = %m.id(), "received");
                     self.metrics.received.inc();
                     self.update_gauges();
                     self.unwritten.push(Pending::Receipt(channel, receipt, m.header().relationship));
@@ -56,6 +62,7 @@ impl Engine {
                 }
                 Err((code, detail)) => {
                     self.rejected(code);
+                    self.log_refusal(&peer, Some(&m.header().from), code, &m.id());
                     self.problem(&peer, m.header().relationship, code, &detail, Some(m.id()))
                 }
             },
@@ -63,16 +70,39 @@ impl Engine {
         self.respond(channel, answer);
     }
 
-    /// Applies and stores a peer's verified message. `Ok(Some(receipt))`: stored, the receipt
-    /// waits for the flush; `Ok(None)`: already held, answer with a receipt at once.
-    pub(super) fn accept(&mut self, m: &Message) -> Result<Option<Vec<u8>>, (Code, String)> {
+    /// Applies and stores a peer's verified message, delivered by `peer`. `Ok(Some(receipt))`:
+    /// stored, the receipt waits for the flush; `Ok(None)`: already held, answer with a receipt
+    /// at once.
+    ///
+    /// A blocked key is refused before anything else is looked at; a message already held is
+    /// answered as before, whatever the quotas; anything new must fit the quotas (spec/node.md
+    /// §3.2) before the state machine sees it, and is charged to them once accepted.
+    pub(super) fn accept(&mut self, peer: &PeerId, m: &Message) -> Result<Option<Vec<u8>>, (Code, String)> {
         let me = self.identity.key_id();
+        let from = m.header().from;
+        if self.quotas.is_blocked(&from) {
+            return Err((Code::Blocked, "this node's owner has blocked the sending key".into()));
+        }
         if m.header().to != Some(me) {
             return Err((Code::WrongRecipient, "the message is not addressed to this node".into()));
         }
-        let events = self.relationships.apply(m, self.now(), Policy::LIVE).map_err(|e| (e.code(), e.to_string()))?;
+        let now = self.now();
+        let quota = match m.header().relationship.map(|id| (id, self.relationships.get(&id))) {
+            Some((_, Some(held))) if held.contains(&m.id()) => return Ok(None),
+            Some((id, held)) => {
+                let target = if held.is_some() { Target::Held } else { Target::New };
+                self.quotas.check(peer, &from, id, target, m.bytes().len(), now)?;
+                Some((id, target))
+            }
+            // A public message sent directly: the state machine refuses it.
+            None => None,
+        };
+        let events = self.relationships.apply(m, now, Policy::LIVE).map_err(|e| (e.code(), e.to_string()))?;
         if events.iter().any(|e| matches!(e, Event::Duplicate { .. })) {
             return Ok(None);
+        }
+        if let Some((id, target)) = quota {
+            self.quotas.charge(peer, &from, id, target, m.bytes().len(), now);
         }
         let rel = m.header().relationship;
         let receipt = self.sealed_receipt(m);
@@ -115,6 +145,30 @@ impl Engine {
                 warn!(error = %e, "cannot sign a receipt");
                 None
             }
+        }
+    }
+
+    /// One line at info for a refusal, at most [`REFUSALS_LOGGED`] a window: a peer that
+    /// sends garbage as fast as it can must not fill the disk through the log. The lines left
+    /// out are counted, and said at the next line (they are all in the metrics).
+    fn log_refusal(&mut self, peer: &PeerId, from: Option<&KeyId>, code: Code, id: &MessageId) {
+        let now = std::time::Instant::now();
+        let budget = &mut self.refusal_log;
+        if now.duration_since(budget.since) >= REFUSAL_WINDOW {
+            budget.since = now;
+            budget.logged = 0;
+        }
+        if budget.logged >= REFUSALS_LOGGED {
+            budget.suppressed += 1;
+            return;
+        }
+        budget.logged += 1;
+        let suppressed = std::mem::take(&mut budget.suppressed);
+        let from = from.map(ToString::to_string).unwrap_or_default();
+        if suppressed > 0 {
+            info!(%peer, %from, %code, %id, suppressed, "refused (and {suppressed} refusals not logged since the last line)");
+        } else {
+            info!(%peer, %from, %code, %id, "refused");
         }
     }
 

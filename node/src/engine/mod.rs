@@ -10,6 +10,7 @@ mod discovery;
 mod inbound;
 mod outbound;
 pub mod outbox;
+pub mod quota;
 pub mod relationships;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -51,6 +52,19 @@ pub const REDIAL_INTERVAL: Duration = Duration::from_secs(60);
 /// A peer that exchanged a message, or connected, this recently is never trimmed.
 pub const TRIM_GRACE: Duration = Duration::from_secs(60);
 
+/// Refusals logged at info, at most, per [`REFUSAL_WINDOW`]; the rest are counted.
+pub const REFUSALS_LOGGED: u32 = 20;
+/// The window of [`REFUSALS_LOGGED`].
+pub const REFUSAL_WINDOW: Duration = Duration::from_secs(10);
+
+/// How many refusals the current window has logged, and how many it left out.
+#[derive(Debug)]
+struct RefusalLog {
+    since: std::time::Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -65,12 +79,18 @@ pub enum Error {
     /// The store failed; nothing was sent.
     #[error("storage: {0}")]
     Store(#[from] crate::store::Error),
+    /// A file of the data directory could not be written; nothing changed.
+    #[error("{0}")]
+    File(String),
     /// The request is not valid (unknown relationship, missing recipient, bad address).
     #[error("{0}")]
     BadRequest(String),
     /// What was asked for could not be found.
     #[error("{0}")]
     NotFound(String),
+    /// A peer could not be reached.
+    #[error("{0}")]
+    Unreachable(String),
     /// The loop has stopped.
     #[error("the node is shutting down")]
     Stopped,
@@ -152,8 +172,9 @@ pub enum Command {
     },
     /// Find a peer by its id through the DHT alone, and dial it.
     Find(PeerId, oneshot::Sender<Result<Found, Error>>),
-    /// Dial an address.
-    Connect(Multiaddr, oneshot::Sender<Result<(), Error>>),
+    /// Dial an address; answered with the peer once the connection is up, or with why it
+    /// could not be made.
+    Connect(Multiaddr, oneshot::Sender<Result<PeerId, Error>>),
     /// Sign, store and deliver a message.
     Send(Box<Draft>, oneshot::Sender<Result<Submitted, Error>>),
     /// Relationship summaries.
@@ -163,6 +184,18 @@ pub enum Command {
     /// Bring the gauges that cost a pass over every relationship up to date (before a scrape
     /// of `/metrics`, rather than at every message).
     RefreshGauges(oneshot::Sender<()>),
+    /// Block (`true`) or unblock (`false`) a key, and save the block list; answers whether
+    /// anything changed.
+    Block {
+        /// The key.
+        key: KeyId,
+        /// Block, or unblock.
+        block: bool,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<bool, Error>>,
+    },
+    /// The blocked keys.
+    Blocked(oneshot::Sender<Vec<KeyId>>),
     /// Make every message waiting in the outbox due now, as after its backoff, and send it (as
     /// `postqueue -f` flushes a mail queue); answers how many were waiting.
     RetryNow(oneshot::Sender<usize>),
@@ -187,8 +220,15 @@ impl Handle {
 
 /// The outcome of a signature check on the worker pool.
 enum Checked {
-    /// A public message heard on a gossip topic.
-    Public { opened: Result<Message, rapport_protocol::envelope::Error> },
+    /// A public message heard on a gossip topic: gossipsub holds it, unforwarded, until the
+    /// engine reports on it.
+    Public {
+        opened: Result<Message, rapport_protocol::envelope::Error>,
+        /// Gossipsub's id of it.
+        id: gossipsub::MessageId,
+        /// The peer it came from.
+        source: PeerId,
+    },
 }
 
 /// What the codec read: opened already (the node's codec opens every envelope on the
@@ -267,6 +307,12 @@ pub struct Engine {
     clock: Clock,
     /// The address of the first open connection to each connected peer.
     connected: HashMap<PeerId, Multiaddr>,
+    /// The budget of refusal lines in the log.
+    refusal_log: RefusalLog,
+    /// Established connections to each connected peer.
+    connections: HashMap<PeerId, u32>,
+    /// `rapport connect` dials in progress, by connection, with who asked.
+    connects: HashMap<libp2p::swarm::ConnectionId, oneshot::Sender<Result<PeerId, Error>>>,
     /// `rapport find` lookups in progress: the DHT query, the peer sought, who asked.
     finds: HashMap<kad::QueryId, (PeerId, oneshot::Sender<Result<Found, Error>>)>,
     /// Known peers dialled to keep the connection target, and when.
@@ -279,6 +325,10 @@ pub struct Engine {
     /// manager trims the longest unused first.
     active: HashMap<PeerId, std::time::Instant>,
     trim_grace: Duration,
+    /// What strangers may make the node store, and the owner's block list.
+    quotas: quota::Quotas<PeerId>,
+    /// Where the block list is saved.
+    blocked_path: std::path::PathBuf,
     /// The DHT bootstrap [`start`] began for a node that remembers a full routing table: only
     /// its lookup of our own id runs, and each bucket refresh after it ends before it sends a
     /// request (libp2p-kad has no bootstrap without them).
@@ -333,6 +383,18 @@ impl Engine {
         }
         let network = network.name.clone();
         let relationships = Relationships::load(store.as_ref())?;
+        let blocked_path = config.data_dir.join(quota::BLOCKED_FILE);
+        let blocked = quota::read_blocked(&blocked_path).map_err(|e| anyhow::anyhow!(e))?;
+        let mut quotas = quota::Quotas::new(config.quota, blocked);
+        let me = identity.key_id();
+        for rel in relationships.iter() {
+            // Unanswered: the other party opened it and every chained message is theirs.
+            let opener = rel.key(rel.opener());
+            if opener != me && rel.log().iter().all(|m| m.header().from == opener) {
+                let bytes = rel.log().iter().map(|m| m.bytes().len() as u64).sum();
+                quotas.restore(rel.id(), opener, bytes);
+            }
+        }
         let outbox: HashMap<MessageId, OutboxEntry> = store.outbox()?.into_iter().map(|e| (e.id, e)).collect();
         let mut order = HashMap::new();
         for id in outbox.keys() {
@@ -376,13 +438,19 @@ impl Engine {
             lookups: HashMap::new(),
             connected: HashMap::new(),
             finds: HashMap::new(),
+            connects: HashMap::new(),
+            connections: HashMap::new(),
+            refusal_log: RefusalLog { since: std::time::Instant::now(), logged: 0, suppressed: 0 },
             neighbour_dials: HashMap::new(),
             active: HashMap::new(),
             trim_grace: TRIM_GRACE,
             target_peers,
+            quotas,
+            blocked_path,
             joining,
         };
         engine.update_gauges();
+        engine.metrics.blocked_keys.set(engine.quotas.blocked().len() as i64);
         engine.metrics.set_relationships(&engine.relationships.by_phase());
         Ok((engine, Handle(tx)))
     }
@@ -475,8 +543,17 @@ impl Engine {
             }
             Command::Find(peer, reply) => self.find(peer, reply),
             Command::Connect(addr, reply) => {
-                let result = self.swarm.dial(addr).map_err(|e| Error::BadRequest(format!("cannot dial: {e}")));
-                let _ = reply.send(result);
+                let opts = libp2p::swarm::dial_opts::DialOpts::from(addr);
+                let connection = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    // Answered when the connection is up or the dial has failed.
+                    Ok(()) => {
+                        self.connects.insert(connection, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(Error::BadRequest(format!("cannot dial: {e}"))));
+                    }
+                }
             }
             Command::Send(draft, reply) => {
                 if draft.relationship.is_none() && draft.to.is_none() {
@@ -495,6 +572,12 @@ impl Engine {
             }
             Command::Public(reply) => {
                 let _ = reply.send(self.public.iter().cloned().collect());
+            }
+            Command::Block { key, block, reply } => {
+                let _ = reply.send(self.block(key, block));
+            }
+            Command::Blocked(reply) => {
+                let _ = reply.send(self.quotas.blocked());
             }
             Command::RetryNow(reply) => {
                 let now = self.now();
@@ -551,19 +634,44 @@ impl Engine {
         match &event {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.metrics.libp2p.record(e),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.metrics.libp2p.record(e),
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => self.metrics.libp2p.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => {
+                self.metrics.libp2p.record(e);
+                // A connection whose pings go unanswered is dead, though its TCP session may not
+                // know it (a peer that slept or lost its network): closed, so that requests stop
+                // going to it and the peer's next connection carries them.
+                if let Err(libp2p::ping::Failure::Timeout) = &e.result {
+                    info!(peer = %e.peer, "no answer to ping; closing the connection");
+                    self.swarm.close_connection(e.connection);
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.metrics.libp2p.record(e),
             _ => {}
         }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => info!(%address, "listening"),
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
-                debug!(%peer_id, address = %endpoint.get_remote_address(), "connected");
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, connection_id, num_established, .. } => {
+                if num_established.get() == 1 {
+                    info!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
+                }
+                self.connections.insert(peer_id, num_established.get());
+                if let Some(reply) = self.connects.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
                 self.connected.entry(peer_id).or_insert_with(|| endpoint.get_remote_address().clone());
                 self.active.insert(peer_id, std::time::Instant::now());
                 self.deliver_waiting(&peer_id);
             }
+            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+                if let Some(reply) = self.connects.remove(&connection_id) {
+                    let _ = reply.send(Err(Error::Unreachable(format!("cannot connect: {error}"))));
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } if num_established > 0 => {
+                self.connections.insert(peer_id, num_established);
+            }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                info!(peer = %peer_id, "disconnected");
+                self.connections.remove(&peer_id);
                 self.connected.remove(&peer_id);
                 self.active.remove(&peer_id);
             }
@@ -584,8 +692,16 @@ impl Engine {
                     let _ = self.swarm.dial(address);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => {
-                self.check(|opened| Checked::Public { opened }, message.data);
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source: source,
+                message_id: id,
+                message,
+            })) => {
+                let held = id.clone();
+                if !self.check(move |opened| Checked::Public { opened, id, source }, message.data) {
+                    // Not checked, so neither forwarded nor kept waiting for a verdict.
+                    self.validated(&held, &source, gossipsub::MessageAcceptance::Ignore);
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(
                 kad::Event::RoutablePeer { peer, address } | kad::Event::PendingRoutablePeer { peer, address },
@@ -643,7 +759,17 @@ impl Engine {
                     self.on_answer(peer, sent, opened(response).map_err(|r| r.error));
                 }
             },
-            request_response::Event::OutboundFailure { request_id, error, peer, .. } => {
+            request_response::Event::OutboundFailure { request_id, error, peer, connection_id } => {
+                // Requests to a peer take its connections in turn, so one that never answers
+                // (the peer's old connection, dead but not closed) would take every other
+                // attempt, each for the whole timeout: with another connection to the peer, it
+                // is closed at its first timeout.
+                if matches!(error, request_response::OutboundFailure::Timeout)
+                    && self.connections.get(&peer).is_some_and(|&n| n > 1)
+                {
+                    info!(%peer, "no answer on one of this peer's connections; closing that one");
+                    self.swarm.close_connection(connection_id);
+                }
                 if let Some(id) = self.in_flight.remove(&request_id) {
                     debug!(%id, %peer, %error, "delivery failed; will retry");
                     if matches!(error, request_response::OutboundFailure::DialFailure) {
@@ -657,11 +783,12 @@ impl Engine {
         }
     }
 
+    /// Checks `bytes` on the worker pool, if a worker is free; whether it will be checked.
     fn check(
         &mut self,
         make: impl FnOnce(Result<Message, rapport_protocol::envelope::Error>) -> Checked + Send + 'static,
         bytes: Vec<u8>,
-    ) {
+    ) -> bool {
         // The permit is taken before anything is spawned, so a flood holds at most
         // MAX_VERIFYING messages in memory; gossip is best effort, and what does not fit is
         // dropped and counted (gossipsub's own dedup and the publisher's later messages make up
@@ -669,7 +796,7 @@ impl Engine {
         let Ok(permit) = self.verifying.clone().try_acquire_owned() else {
             self.metrics.gossip_dropped.inc();
             debug!("verification workers full; gossiped message dropped");
-            return;
+            return false;
         };
         let tx = self.checked_tx.clone();
         tokio::spawn(async move {
@@ -679,20 +806,45 @@ impl Engine {
             }
             drop(permit);
         });
+        true
+    }
+
+    /// Tells gossipsub what the check of a message it holds found: only accepted messages are
+    /// forwarded to the mesh, so that a node never relays what it would refuse.
+    fn validated(&mut self, id: &gossipsub::MessageId, source: &PeerId, verdict: gossipsub::MessageAcceptance) {
+        let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(id, source, verdict);
     }
 
     fn on_checked(&mut self, checked: Checked) {
         match checked {
-            Checked::Public { opened } => match opened {
-                Ok(m) if m.header().relationship.is_none() && matches!(m.body(), Body::Offer(_) | Body::Intent(_)) => {
-                    if let Err(e) = self.store.put_message(None, m.id(), m.bytes()) {
-                        warn!(error = %e, "cannot store a public message");
+            Checked::Public { opened, id, source } => {
+                use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
+                let verdict = match opened {
+                    Ok(m) if self.quotas.is_blocked(&m.header().from) => {
+                        self.metrics.gossip_blocked.inc();
+                        debug!(kind = %m.kind(), from = %m.header().from, "gossiped message from a blocked key; dropped");
+                        Ignore
                     }
-                    self.remember_public(m);
-                }
-                Ok(m) => debug!(kind = %m.kind(), "gossiped message that is not public; ignored"),
-                Err(e) => debug!(error = %e, "invalid gossiped message; ignored"),
-            },
+                    // Others' public messages are kept in memory only (the latest MAX_PUBLIC),
+                    // never stored: what anyone may publish must not fill the disk.
+                    Ok(m)
+                        if m.header().relationship.is_none()
+                            && matches!(m.body(), Body::Offer(_) | Body::Intent(_)) =>
+                    {
+                        self.remember_public(m);
+                        Accept
+                    }
+                    Ok(m) => {
+                        debug!(kind = %m.kind(), "gossiped message that is not public; refused");
+                        Reject
+                    }
+                    Err(e) => {
+                        debug!(error = %e, "invalid gossiped message; refused");
+                        Reject
+                    }
+                };
+                self.validated(&id, &source, verdict);
+            }
         }
     }
 
@@ -705,10 +857,32 @@ impl Engine {
         }
     }
 
+    /// Blocks or unblocks `key` and saves the list; on a failed save nothing changes.
+    fn block(&mut self, key: KeyId, block: bool) -> Result<bool, Error> {
+        if block && key == self.identity.key_id() {
+            return Err(Error::BadRequest("a node cannot block its own key".into()));
+        }
+        let changed = if block { self.quotas.block(key) } else { self.quotas.unblock(&key) };
+        if changed {
+            if let Err(e) = quota::write_blocked(&self.blocked_path, &self.quotas.blocked()) {
+                if block {
+                    self.quotas.unblock(&key);
+                } else {
+                    self.quotas.block(key);
+                }
+                return Err(Error::File(format!("cannot save {}: {e}", self.blocked_path.display())));
+            }
+            info!(%key, blocked = block, "block list changed");
+        }
+        self.metrics.blocked_keys.set(self.quotas.blocked().len() as i64);
+        Ok(changed)
+    }
+
     /// The outbox gauge; relationships by phase are counted when `/metrics` is read
     /// ([`Command::RefreshGauges`]), not at every message.
     fn update_gauges(&self) {
         self.metrics.outbox.set(self.outbox.len() as i64);
+        self.metrics.unanswered.set(self.quotas.unanswered() as i64);
     }
 
     fn rejected(&self, code: Code) {
@@ -740,6 +914,7 @@ pub fn start(
     bootstrap: &[Multiaddr],
 ) -> Result<(), anyhow::Error> {
     for addr in listen {
+        network::check_port_free(addr)?;
         swarm.listen_on(addr.clone()).map_err(|e| network::Error::Transport(format!("listen on {addr}: {e}")))?;
     }
     for (peer, addresses) in store.peers()? {

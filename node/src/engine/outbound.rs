@@ -4,7 +4,7 @@
 use libp2p::{Multiaddr, PeerId};
 use rapport_protocol::relationship::Policy;
 use rapport_protocol::{Body, Code, Header, Message, MessageId, Payload, RelationshipId};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::{outbox, refused, Draft, Engine, Error, Place, Submitted, MAX_PUBLIC};
 
@@ -51,11 +51,23 @@ impl Engine {
             Message::seal(Payload { header, body: draft.body }, &self.identity.key).map_err(|e| refused(&e, &e))?;
         self.relationships.apply(&message, at, Policy::LIVE).map_err(|e| refused(&e, &e))?;
         let rel = message.header().relationship;
+        // The owner has spoken: a stranger's relationship is hers now, outside the quotas.
+        if let Some(rel) = &rel {
+            self.quotas.answered(rel);
+        }
         let entry =
             OutboxEntry { id: message.id(), peer: peer.to_string(), attempts: 0, next_attempt: at, queued_at: at };
         // Written, with the outbox entry, by the next group commit.
         self.writes.push(Write::Message { relationship: rel, id: message.id(), bytes: message.bytes_arc() });
         self.writes.push(Write::Outbox(entry.clone()));
+        info!(
+            to = %to,
+            rel = %rel.map(|r| r.to_hex()).unwrap_or_default(),
+            seq = message.header().seq,
+            kind = %message.kind(),
+            id = %message.id(),
+            "queued"
+        );
         let submitted = Submitted {
             id: message.id().to_hex(),
             relationship: rel.map(|r| r.to_hex()).unwrap_or_default(),
@@ -207,6 +219,7 @@ impl Engine {
         }
         self.payloads.remove(&id);
         if let Some(entry) = self.outbox.remove(&id) {
+            info!(%id, peer = %entry.peer, "delivered");
             self.metrics.receipt_latency.observe(self.now().saturating_sub(entry.queued_at) as f64 / 1000.0);
             self.update_gauges();
             // Written with the next group commit; lost in a crash, the message is sent again and
@@ -216,7 +229,7 @@ impl Engine {
     }
 
     /// The answer to a message we sent: a receipt ends its delivery, a problem report ends it
-    /// too unless the problem is transient (`internal`), and anything else is a failed attempt.
+    /// too unless the problem is transient, and anything else is a failed attempt.
     pub(super) fn on_answer(
         &mut self,
         peer: PeerId,
@@ -239,9 +252,12 @@ impl Engine {
             Body::Receipt(r) if r.message == sent => true,
             Body::ProblemReport(p) if p.message == Some(sent) => {
                 warn!(%sent, %peer, code = %p.code, text = %p.text, "message refused");
-                // `internal` (the peer could not store it) and `chain-gap` (an earlier message
-                // has not reached it yet) may clear up; anything else is final.
-                p.code != Code::Internal.as_str() && p.code != Code::ChainGap.as_str()
+                // `internal` (the peer could not store it), `chain-gap` (an earlier message has
+                // not reached it yet), `rate-limited` and `quota-exceeded` (its owner may answer,
+                // or its quota refill) may clear up; anything else is final.
+                ![Code::Internal, Code::ChainGap, Code::RateLimited, Code::QuotaExceeded]
+                    .iter()
+                    .any(|c| p.code == c.as_str())
             }
             _ => {
                 warn!(%sent, %peer, "answer names another message; will retry");

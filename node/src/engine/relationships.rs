@@ -82,6 +82,11 @@ impl Relationships {
         Ok(Relationships { map })
     }
 
+    /// Every relationship, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = &relationship::Relationship> {
+        self.map.values()
+    }
+
     /// The relationship `id`.
     pub fn get(&self, id: &RelationshipId) -> Option<&relationship::Relationship> {
         self.map.get(id)

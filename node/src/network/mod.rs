@@ -17,7 +17,7 @@ use libp2p::kad::store::MemoryStore;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
     connection_limits, gossipsub, identify, kad, mdns, memory_connection_limits, noise, ping, request_response, tcp,
-    yamux, StreamProtocol, Swarm,
+    yamux, Multiaddr, StreamProtocol, Swarm,
 };
 use prometheus_client::registry::Registry;
 
@@ -57,6 +57,36 @@ pub enum Error {
 }
 
 pub use behaviour::{Behaviour, BehaviourEvent};
+
+/// Refuses a TCP listen address whose port another socket already holds.
+///
+/// libp2p's TCP transport listens with `SO_REUSEPORT` (so that dials can leave from the listen
+/// port), which lets a second process bind a port the first one listens on, and the kernel then
+/// splits incoming connections between the two nodes. A plain bind, without the option, fails
+/// on a port any listener holds; trying one first turns that into a clear error. (Another
+/// program could still take the port between the check and the listen; the check is for the
+/// mistake, not for a race.) Port 0 and non-TCP addresses pass.
+pub fn check_port_free(addr: &Multiaddr) -> Result<(), Error> {
+    use libp2p::multiaddr::Protocol;
+    let mut parts = addr.iter();
+    let ip: std::net::IpAddr = match parts.next() {
+        Some(Protocol::Ip4(ip)) => ip.into(),
+        Some(Protocol::Ip6(ip)) => ip.into(),
+        _ => return Ok(()),
+    };
+    let Some(Protocol::Tcp(port)) = parts.next() else { return Ok(()) };
+    if port == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind((ip, port)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(Error::Transport(format!(
+            "listen on {addr}: TCP port {port} is already in use (is another node running with this port?)"
+        ))),
+        // Anything else (an address this host lacks, say) the transport reports itself.
+        Err(_) => Ok(()),
+    }
+}
 
 /// The derive generates `BehaviourEvent`, one variant per field, each holding that
 /// behaviour's own (documented) event type.
@@ -137,6 +167,8 @@ impl Behaviour {
         kad.set_mode(Some(kad::Mode::Server));
         let gossip_config = gossipsub::ConfigBuilder::default()
             .validation_mode(gossipsub::ValidationMode::Strict)
+            // Each message waits for the engine's check before it is forwarded.
+            .validate_messages()
             .max_transmit_size(MAX_GOSSIP_SIZE)
             .build()
             .map_err(|e| Error::Behaviour(e.to_string()))?;

@@ -76,10 +76,13 @@ impl Daemon {
     pub fn spawn_with(&mut self, extra: &[&str]) {
         let listen = format!("/ip4/127.0.0.1/tcp/{}", self.port);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).unwrap();
+        // A test that names its own API address replaces the loopback default.
+        let api: &[&str] = if extra.contains(&"--api") { &[] } else { &["--api", "127.0.0.1:0"] };
         let child = Command::new(BIN)
             .arg("--data-dir")
             .arg(&self.dir)
-            .args(["run", "--listen", &listen, "--api", "127.0.0.1:0", "--mdns", "false"])
+            .args(["run", "--listen", &listen, "--mdns", "false"])
+            .args(api)
             .args(extra)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or("info".into()))
             .stdout(Stdio::null())
@@ -100,6 +103,15 @@ impl Daemon {
             }
             rapport(&self.dir, &["status"]).status.success().then_some(())
         });
+    }
+
+    /// Waits for a daemon that should refuse to run to exit, and returns its status and what it
+    /// wrote to its log. A daemon that keeps running fails the wait (and is killed on drop).
+    pub fn wait_exit(&mut self) -> (std::process::ExitStatus, String) {
+        let child = self.child.as_mut().unwrap();
+        let status = wait_for("the daemon to exit", || child.try_wait().unwrap());
+        self.child = None;
+        (status, std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default())
     }
 
     /// The running daemon's process id.
