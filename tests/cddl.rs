@@ -735,3 +735,33 @@ fn vectors_match_the_schema() {
         "no vector was checked against the CDDL: generate them with `cargo run -p rapport-tests --bin rapport-vectors`"
     );
 }
+
+/// The export seals of `spec/vectors/seals/` (spec/node.md §7.2): in every valid vector the
+/// seal matches `export-seal` and its payload `seal-statement`; a message's envelope, put where
+/// a seal belongs, matches neither.
+#[test]
+fn seal_vectors_match_the_schema() {
+    let root = workspace().join("spec/vectors/seals");
+    let mut files = Vec::new();
+    json_files(&root, &mut files);
+    let statement = format!("seal = seal-statement\n{}", schema());
+    let sealed = format!("seal = export-seal\n{}", schema());
+    let mut checked = 0;
+    for file in &files {
+        let name = file.display().to_string();
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        let seal = json["bundle"]["seal"].as_str().map(|h| hex::decode(h).unwrap());
+        if json["valid"] == serde_json::Value::Bool(true) {
+            let payload = hex::decode(json["seal_payload_hex"].as_str().unwrap()).unwrap();
+            validate(&statement, &payload).unwrap_or_else(|e| panic!("{name}: seal payload: {e}"));
+            validate(&sealed, &seal.unwrap()).unwrap_or_else(|e| panic!("{name}: seal: {e}"));
+            checked += 1;
+        } else if file.ends_with("seal-is-a-message.json") {
+            assert!(validate(&sealed, &seal.unwrap()).is_err(), "{name}: a message validates as a seal");
+            let payload = hex::decode(json["seal_payload_hex"].as_str().unwrap()).unwrap();
+            assert!(validate(&statement, &payload).is_err(), "{name}: a message payload validates as a statement");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} seal vectors checked against the CDDL");
+}

@@ -148,8 +148,57 @@ fn judge_file(path: &str, text: &str, shape: Shape, seen: &mut Seen) {
                 seen.codes.entry(key).or_default().insert(code);
             }
         }
+        Shape::Bundle => {
+            let v: BundleVector = read(path, text);
+            assert_eq!(v.name, stem(path), "{path}: name is the file name");
+            assert_eq!(v.valid, v.problem_code.is_none(), "{path}: problem_code is present exactly when invalid");
+            let bundle = serde_json::to_string(&v.bundle).unwrap();
+            assert_eq!(judge_bundle(bundle.as_bytes()), v.verdict(), "{path}");
+            if v.valid {
+                check_seal_independently(&v, path);
+            }
+            if let Some(code) = v.problem_code {
+                seen.codes.entry("bundle").or_default().insert(code);
+            }
+        }
     }
     seen.read.insert(path.to_owned());
+}
+
+/// Checks a valid seal vector without the protocol crate: the seal is the byte layout of
+/// spec/node.md §7.2 around `seal_payload_hex`, its signature verifies strictly over the
+/// Sig_structure built by hand, and its statement's count, digest and claims are the bundle's.
+fn check_seal_independently(v: &BundleVector, path: &str) {
+    let b = &v.bundle;
+    let seal = hex::decode(b["seal"].as_str().expect("a valid bundle is sealed")).unwrap();
+    let kid: [u8; 32] = hex::decode(v.signer_public_key_hex.as_deref().unwrap()).unwrap().try_into().unwrap();
+    let payload = hex::decode(v.seal_payload_hex.as_deref().unwrap()).unwrap();
+    let signature: [u8; 64] = seal[seal.len() - 64..].try_into().unwrap();
+    let protected = raw::seal_protected(&kid);
+    assert_eq!(raw::envelope(&protected, &payload, &signature), seal, "{path}: the seal layout");
+    VerifyingKey::from_bytes(&kid)
+        .unwrap()
+        .verify_strict(&raw::sig_structure(&protected, &payload), &Signature::from_bytes(&signature))
+        .unwrap_or_else(|e| panic!("{path}: seal signature: {e}"));
+    let statement: ciborium::Value = ciborium::from_reader(payload.as_slice()).unwrap();
+    let field = |name: &str| {
+        statement.as_map().unwrap().iter().find(|(k, _)| k.as_text() == Some(name)).map(|(_, v)| v.clone()).unwrap()
+    };
+    let messages: Vec<Vec<u8>> =
+        b["messages"].as_array().unwrap().iter().map(|m| hex::decode(m.as_str().unwrap()).unwrap()).collect();
+    let count: u64 = field("count").as_integer().unwrap().try_into().unwrap();
+    assert_eq!(count, messages.len() as u64, "{path}: count");
+    let mut ids = Vec::new();
+    for m in &messages {
+        ids.extend_from_slice(&<sha2::Sha256 as sha2::Digest>::digest(m));
+    }
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(&ids);
+    assert_eq!(field("digest").as_bytes().unwrap().as_slice(), digest.as_slice(), "{path}: digest");
+    assert_eq!(field("exported_by").as_bytes().unwrap().as_slice(), kid.as_slice(), "{path}: exported_by");
+    assert_eq!(hex::encode(kid), b["manifest"]["exported_by"].as_str().unwrap(), "{path}: manifest exported_by");
+    let at: u64 = field("exported_at").as_integer().unwrap().try_into().unwrap();
+    assert_eq!(Some(at), b["manifest"]["exported_at"].as_u64(), "{path}: manifest exported_at");
+    assert_eq!(field("format").as_text(), Some("rapport-export/2"), "{path}: format");
 }
 
 #[test]
@@ -208,6 +257,19 @@ fn every_vector_is_read_and_judged() {
             ][..],
         ),
         ("log", &["replay", "chain-gap", "fork", "bad-signature", "not-a-party", "wrong-relationship", "expired"][..]),
+        (
+            "bundle",
+            &[
+                "truncated",
+                "messages-altered",
+                "manifest-edited",
+                "seal-not-by-party",
+                "bad-seal",
+                "unsigned",
+                "false-claim",
+                "unknown-format",
+            ][..],
+        ),
     ];
     for (shape, codes) in must {
         let have = seen.codes.get(shape).cloned().unwrap_or_default();

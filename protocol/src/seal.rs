@@ -52,7 +52,7 @@ pub struct Seal {
     pub digest: Digest32,
 }
 
-/// Why bytes are not a valid seal. Checks run in the order of spec/node.md §7.3; the first
+/// Why bytes are not a valid seal. Checks run in the order of spec/node.md §7.2; the first
 /// failure is reported.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -140,7 +140,7 @@ impl Seal {
         Ok(bytes)
     }
 
-    /// Checks seal bytes completely and strictly (spec/node.md §7.3) and returns what the
+    /// Checks seal bytes completely and strictly (spec/node.md §7.2) and returns what the
     /// seal states; its signer is `exported_by`.
     pub fn open(bytes: &[u8]) -> Result<Seal, Error> {
         if bytes.len() > MAX_SEAL_SIZE {

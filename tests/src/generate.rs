@@ -18,6 +18,8 @@ use rapport_protocol::*;
 use sha2::{Digest as _, Sha256};
 
 use crate::raw;
+
+mod seals;
 use crate::{first_refusal, judge_envelope, judge_log, judge_sequence, File, Sequence, Vector};
 
 /// 2026-01-01T00:00:00Z.
@@ -508,6 +510,7 @@ pub fn generate() -> Vec<File> {
     strict(&mut out, &cast);
     sequences(&mut out, &cast, &walk);
     logs(&mut out, &cast, &walk);
+    seals::seals(&mut out, &cast, &walk);
     out.files.sort_by(|a, b| a.path.cmp(&b.path));
     out.files
 }

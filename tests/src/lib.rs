@@ -29,6 +29,7 @@ pub const FOLDERS: &[(&str, Shape)] = &[
     ("strict", Shape::Single),
     ("sequences", Shape::Sequence),
     ("logs", Shape::Log),
+    ("seals", Shape::Bundle),
 ];
 
 /// What a vector file holds and how it is judged.
@@ -40,6 +41,8 @@ pub enum Shape {
     Sequence,
     /// A relationship's log given to log verification (§7.6).
     Log,
+    /// An export bundle with its seal, given to bundle verification (spec/node.md §7.3).
+    Bundle,
 }
 
 /// The workspace root.
@@ -86,6 +89,36 @@ pub struct Sequence {
     pub problem_code: Option<String>,
     /// The messages, in order.
     pub messages: Vec<Vector>,
+}
+
+/// A seal file: an export bundle and the verdict of bundle verification (spec/node.md §7.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleVector {
+    /// Identifier, the file name without `.json`.
+    pub name: String,
+    /// What the vector shows.
+    pub description: String,
+    /// Whether the bundle verifies.
+    pub valid: bool,
+    /// The expected bundle code (spec/node.md §7.3) when not valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem_code: Option<String>,
+    /// The kid of the bundle's seal, when it has one that parses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer_public_key_hex: Option<String>,
+    /// The seal's payload bytes, when it has one that parses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_payload_hex: Option<String>,
+    /// The bundle, as a file holds it.
+    pub bundle: serde_json::Value,
+}
+
+impl BundleVector {
+    /// The verdict the file states.
+    pub fn verdict(&self) -> Verdict {
+        verdict_of(self.valid, self.problem_code.as_deref())
+    }
 }
 
 impl Vector {
@@ -161,6 +194,14 @@ pub fn judge_sequence<B: AsRef<[u8]>>(envelopes: &[B]) -> Vec<Verdict> {
 /// The verdict of log verification (§7.6) on a whole log.
 pub fn judge_log<B: AsRef<[u8]> + Sync>(envelopes: &[B]) -> Verdict {
     log::verify(envelopes).map(drop).or_else(|e| refused(e.code))
+}
+
+/// The verdict of bundle verification (spec/node.md §7.3) on a bundle file's bytes, as
+/// `rapport verify FILE` reaches it: unsigned bundles refused.
+pub fn judge_bundle(bytes: &[u8]) -> Verdict {
+    rapport_node::bundle::verify_file(bytes, rapport_node::bundle::Unsigned::Refuse)
+        .map(drop)
+        .map_err(|e| e.code().to_owned())
 }
 
 /// The overall verdict of a sequence: that of its first refused message.

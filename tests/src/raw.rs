@@ -100,3 +100,19 @@ pub fn small_y(k: u8) -> Option<EdwardsPoint> {
     b[0] = k;
     CompressedEdwardsY(b).decompress()
 }
+
+/// The content type of an export seal (spec/node.md §7.2).
+pub const SEAL_CONTENT_TYPE: &str = "application/vnd.rapport.export-seal+cbor";
+
+/// The protected header of an export seal: `{1: -8, 3: SEAL_CONTENT_TYPE, 4: kid}`.
+pub fn seal_protected(kid: &[u8]) -> Vec<u8> {
+    let ct = SEAL_CONTENT_TYPE.as_bytes();
+    [&[0xa3, 0x01, 0x27, 0x03][..], &head(3, ct.len() as u64), ct, &[0x04], &bstr(kid)].concat()
+}
+
+/// An export seal around any payload bytes, signed by `key` but naming `kid` in its header.
+pub fn sign_seal(key: &SigningKey, kid: &[u8], payload: &[u8]) -> Vec<u8> {
+    let p = seal_protected(kid);
+    let signature = key.sign(&sig_structure(&p, payload));
+    envelope(&p, payload, &signature.to_bytes())
+}
