@@ -25,6 +25,15 @@ For every entry of every vector file (single-message files in ``kinds/``,
   their verdicts on the ``strict/`` edge cases are only reported. A ``bad-signature``
   entry anywhere else is plain tampering, and a library that accepts it is a failure.
 
+For every export bundle of ``seals/`` (spec/node.md §7) it applies the bundle checks of
+node.md §7.3 by hand -- the seal's exact bytes (§7.2) with cbor2, its signature with pynacl
+over a hand-built Sig_structure (and, for a valid one, with pycose, content type and all),
+the count and the digest over the message ids, the manifest against the statement, the
+exporter against the parties named in the messages' payloads, the relationship -- and
+requires the vector's first code. Log verification (§7.6) and the phase a log establishes
+are the state machine's, which this script does not replay: a vector expecting one of their
+codes must pass every check here.
+
 Usage: ``python3 spec/check_vectors.py [VECTORS_DIR]`` (default: ``vectors/`` next to
 this script). Exit status 0 when every check passes, 1 otherwise.
 """
@@ -50,7 +59,10 @@ from pycose.messages.cosemessage import CoseMessage
 from pycose.messages.sign1message import Sign1Message
 
 # The vector directories of §12; each must hold at least one file.
-EXPECTED_DIRS = ("kinds", "invalid", "strict", "sequences", "logs")
+EXPECTED_DIRS = ("kinds", "invalid", "strict", "sequences", "logs", "seals")
+
+# The export bundle vectors (node.md §7), checked by check_bundle_file.
+SEALS_DIR = "seals"
 
 # Directory whose refused entries are signature/key edge cases on which generic
 # verifiers may legitimately differ from Rapport's strict rule (§3.3).
@@ -137,6 +149,8 @@ class Report:
     ids_recomputed: int = 0
     valid_verified: int = 0
     state_refused_verified: int = 0
+    bundles_checked: int = 0
+    seals_verified: int = 0
     failures: list[str] = field(default_factory=list)
     # (entry, expected, pycose verdict, pynacl verdict) for key/signature refusals.
     edge_cases: list[tuple[Entry, str, Verdict, Verdict]] = field(default_factory=list)
@@ -166,6 +180,9 @@ def load_entries(root: Path, report: Report) -> Iterator[Entry]:
             continue
         if doc.get("name") != path.stem:
             report.fail(rel, f"name {doc.get('name')!r} differs from the file name")
+        if path.parent.name == SEALS_DIR:
+            check_bundle_file(rel, doc, report)
+            continue
         yield from entries_of(path.parent.name, rel, doc, report)
 
 
@@ -448,6 +465,198 @@ def record_strict_valid(entry: Entry, report: Report) -> None:
     report.edge_cases.append((entry, "valid", pycose_judgement(entry), pynacl_judgement(entry)))
 
 
+# ------------------------------------------------------------------ export bundles
+
+SEAL_CONTENT_TYPE = "application/vnd.rapport.export-seal+cbor"
+BUNDLE_FORMAT = "rapport-export/2"
+UNSIGNED_FORMAT = "rapport-export/1"
+MAX_SEAL_SIZE = 1024
+MANIFEST_KEYS = {"relationship", "exported_by", "exported_at", "phase", "ids"}
+STATEMENT_TYPES = {
+    "format": str,
+    "relationship": bytes,
+    "exported_by": bytes,
+    "exported_at": int,
+    "phase": str,
+    "count": int,
+    "digest": bytes,
+}
+# Codes of checks this script does not make (log verification, node.md §7.3 check 12, and
+# the phase half of check 14): a vector expecting one of them must pass every check here.
+UNDECIDED_BUNDLE_CODES = ENVELOPE_CODES | {
+    "false-claim",
+    "clock-skew",
+    "expired",
+    "not-a-party",
+    "wrong-relationship",
+    "chain-gap",
+    "fork",
+    "replay",
+    "bad-ack",
+    "reordered",
+    "out-of-state",
+    "not-permitted",
+    "unknown-reference",
+    "stale-proposal",
+    "consent-required",
+    "notice-too-short",
+    "incomplete-disposition",
+    "closed",
+}
+
+
+def seal_protected(kid: bytes) -> bytes:
+    """node.md §7.2: {1: -8, 3: content type, 4: h'<kid>'}, built by hand."""
+    ct = SEAL_CONTENT_TYPE.encode()
+    return bytes([0xA3, 0x01, 0x27, 0x03, 0x78, len(ct)]) + ct + bytes([0x04, 0x58, 0x20]) + kid
+
+
+def seal_problem(seal: bytes) -> tuple[Optional[str], Optional[dict[str, Any]]]:
+    """node.md §7.2 checks by hand: (the failure, or None, and the statement)."""
+    if len(seal) > MAX_SEAL_SIZE:
+        return "too large", None
+    try:
+        protected, unprotected, payload, signature = raw_sign1_parts(seal)
+        header = cbor2.loads(protected)
+    except Exception as exc:
+        return f"not a COSE_Sign1: {exc}", None
+    kid = header.get(4) if isinstance(header, dict) else None
+    if not isinstance(kid, bytes) or len(kid) != KEY_LEN:
+        return "no 32-byte kid", None
+    if protected != seal_protected(kid):
+        return "protected header is not the seal's", None
+    if unprotected != {} or not isinstance(payload, bytes) or len(signature) != SIGNATURE_LEN:
+        return "unprotected header, payload or signature", None
+    try:
+        statement = cbor2.loads(payload)
+    except Exception as exc:
+        return f"statement is not CBOR: {exc}", None
+    if cbor2.dumps(statement, canonical=True) != payload:
+        return "statement is not deterministically encoded", None
+    if not isinstance(statement, dict) or set(statement) != set(STATEMENT_TYPES):
+        return "statement keys", None
+    for key, kind in STATEMENT_TYPES.items():
+        if not isinstance(statement[key], kind) or isinstance(statement[key], bool):
+            return f"statement {key} type", None
+    if statement["format"] != BUNDLE_FORMAT:
+        return "statement format", None
+    if statement["exported_by"] != kid:
+        return "exported_by is not the kid", None
+    verdict = pynacl_verify(kid, sig_structure(protected, payload), signature)
+    if not verdict.accepted:
+        return f"pynacl: {verdict.detail}", None
+    return None, statement
+
+
+def parties(envelopes: list[bytes]) -> tuple[set[bytes], set[bytes]]:
+    """The `from` and `to` keys and the `rel` ids named in the messages' payloads."""
+    keys: set[bytes] = set()
+    rels: set[bytes] = set()
+    for cose in envelopes:
+        try:
+            payload = cbor2.loads(raw_sign1_parts(cose)[2])
+        except Exception:
+            continue
+        if isinstance(payload, dict):
+            keys.update(k for k in (payload.get("from"), payload.get("to")) if isinstance(k, bytes))
+            if isinstance(payload.get("rel"), bytes):
+                rels.add(payload["rel"])
+    return keys, rels
+
+
+def judge_bundle(b: Any) -> Optional[str]:
+    """The first code of node.md §7.3 this script can decide, or None."""
+    if not isinstance(b, dict) or not {"format", "manifest", "messages"} <= set(b) <= {
+        "format",
+        "manifest",
+        "seal",
+        "messages",
+    }:
+        return "malformed-bundle"
+    m, messages = b["manifest"], b["messages"]
+    if not isinstance(m, dict) or set(m) != MANIFEST_KEYS or not isinstance(messages, list):
+        return "malformed-bundle"
+    if b["format"] not in (BUNDLE_FORMAT, UNSIGNED_FORMAT):
+        return "unknown-format"
+    if b["format"] == UNSIGNED_FORMAT and "seal" in b:
+        return "malformed-bundle"
+    try:
+        envelopes = [bytes.fromhex(h) for h in messages]
+        seal = bytes.fromhex(b["seal"]) if "seal" in b else None
+    except (TypeError, ValueError):
+        return "malformed-bundle"
+    if seal is None:
+        return "unsigned"
+    problem, statement = seal_problem(seal)
+    if statement is None:
+        return "bad-seal"
+    ids = [hashlib.sha256(e).digest() for e in envelopes]
+    if len(ids) < statement["count"]:
+        return "truncated"
+    if len(ids) > statement["count"] or hashlib.sha256(b"".join(ids)).digest() != statement["digest"]:
+        return "messages-altered"
+    claims = (
+        (m["exported_by"], statement["exported_by"].hex()),
+        (m["exported_at"], statement["exported_at"]),
+        (m["relationship"], statement["relationship"].hex()),
+        (m["phase"], statement["phase"]),
+        (m["ids"], [i.hex() for i in ids]),
+    )
+    if any(manifest != sealed for manifest, sealed in claims):
+        return "manifest-edited"
+    keys, rels = parties(envelopes)
+    if statement["exported_by"] not in keys:
+        return "seal-not-by-party"
+    if rels and rels != {statement["relationship"]}:
+        return "false-claim"
+    return None
+
+
+def pycose_seal_problems(seal: bytes, kid: bytes) -> list[str]:
+    """A valid seal, decoded and verified by pycose: content type, kid and signature."""
+    try:
+        message = decode_sign1(seal)
+    except Exception as exc:
+        return [f"pycose cannot decode the seal: {type(exc).__name__}: {exc}"]
+    problems = []
+    if message.phdr.get(headers.ContentType) != SEAL_CONTENT_TYPE:
+        problems.append(f"content type is {message.phdr.get(headers.ContentType)!r}")
+    if message.phdr.get(headers.KID) != kid:
+        problems.append("kid differs from signer_public_key_hex")
+    message.key = pycose_key(kid)
+    try:
+        if message.verify_signature() is not True:
+            problems.append("pycose verify_signature() returned False")
+    except Exception as exc:
+        problems.append(f"pycose verify_signature() raised {type(exc).__name__}: {exc}")
+    return problems
+
+
+def check_bundle_file(rel: str, doc: dict[str, Any], report: Report) -> None:
+    """A seals/ vector: this script's verdict on its bundle agrees with the file's."""
+    report.bundles_checked += 1
+    valid, code = doc.get("valid"), doc.get("problem_code")
+    if valid is not (code is None):
+        report.fail(rel, "`problem_code` must be present exactly when `valid` is false")
+        return
+    got = judge_bundle(doc.get("bundle"))
+    if code in UNDECIDED_BUNDLE_CODES:
+        if got is not None:
+            report.fail(rel, f"expected {code} (not decided here), but check {got} fails first")
+        return
+    if got != code:
+        report.fail(rel, f"expected {code or 'valid'}, this script finds {got or 'valid'}")
+        return
+    if valid:
+        seal = bytes.fromhex(doc["bundle"]["seal"])
+        kid = bytes.fromhex(doc.get("signer_public_key_hex", ""))
+        if cbor2.loads(seal).value[2].hex() != doc.get("seal_payload_hex"):
+            report.fail(rel, "seal_payload_hex is not the seal's payload")
+        for problem in pycose_seal_problems(seal, kid):
+            report.fail(rel, problem)
+        report.seals_verified += 1
+
+
 def library_versions() -> str:
     names = ("pycose", "cryptography", "pynacl", "cbor2")
     parts = [f"{name} {metadata.version(name)}" for name in names]
@@ -512,6 +721,7 @@ def main(argv: list[str]) -> int:
         f"checked {report.files} files, {report.entries} entries: "
         f"{report.valid_verified} valid verified, {report.ids_recomputed} ids recomputed "
         f"(+{report.state_refused_verified} sequence entries refused by §7 whose envelopes verified); "
+        f"{report.bundles_checked} export bundles judged, {report.seals_verified} valid seals verified by pycose; "
         f"{len(report.failures)} failures"
     )
     return 1 if report.failures else 0
