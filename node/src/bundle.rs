@@ -80,7 +80,7 @@ pub enum Error {
     Unsigned(&'static str),
     /// The seal is not a valid, strictly verified export seal.
     #[error("bad-seal: the seal does not verify: {code}: {0}", code = .0.code())]
-    Seal(#[from] seal::Error),
+    Seal(seal::Error),
     /// The bundle holds fewer messages than the seal covers.
     #[error("truncated: the seal covers {sealed} messages, the bundle holds {held}")]
     Truncated {
@@ -96,7 +96,7 @@ pub enum Error {
     #[error("manifest-edited: {0}")]
     Manifest(String),
     /// The log itself is defective (bad signature, gap, fork, out-of-state message, …).
-    #[error("{0}")]
+    #[error(transparent)]
     Log(#[from] log::Error),
     /// The seal verifies, but its signer is neither party of the relationship.
     #[error("seal-not-by-party: the seal is signed by {0}, neither the customer nor the vendor of the relationship")]
@@ -104,6 +104,14 @@ pub enum Error {
     /// The exporter sealed a relationship or phase that the envelopes do not establish.
     #[error("false-claim: {0}")]
     FalseClaim(String),
+}
+
+// Not `#[from]`, which would make the seal's error the source too, and a one-line report
+// (`{e:#}`) would name it twice.
+impl From<seal::Error> for Error {
+    fn from(e: seal::Error) -> Error {
+        Error::Seal(e)
+    }
 }
 
 impl Error {

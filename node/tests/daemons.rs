@@ -344,7 +344,7 @@ fn export_refuses_existing_files_without_force_and_the_data_directory_always() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "precious");
     assert!(export(&file, &["--force"]).status.success());
     let bundle: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    assert_eq!(bundle["format"], "rapport-export/1");
+    assert_eq!(bundle["format"], "rapport-export/2");
 
     // The node's own key, and anything else in its data directory, even through `..` and
     // even with --force.
@@ -363,10 +363,109 @@ fn export_refuses_existing_files_without_force_and_the_data_directory_always() {
     let out = rapport(&node.dir, &["export", &rel, "--out", "-"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(printed["format"], "rapport-export/1");
+    assert_eq!(printed["format"], "rapport-export/2");
     assert_eq!(printed["messages"], bundle["messages"]);
     assert!(!std::path::Path::new("-").exists() && !node.dir.join("-").exists());
     node.stop();
+}
+
+/// Issue #22, point 5: the export seal. A bundle cut short (its last message dropped, with its
+/// id), padded, with its exporter or time edited, sealed by a stranger, or without its seal is
+/// refused by `rapport verify` with a one-line reason and a non-zero exit. Before the seal, the
+/// cut, edited and unsealed bundles verified: what was left is a valid log.
+#[test]
+fn export_seal_refuses_truncated_edited_and_unsigned_bundles() {
+    use ed25519_dalek::SigningKey;
+    use rapport_node::bundle::Bundle;
+    use rapport_protocol::RelationshipId;
+
+    let root = tempfile::tempdir().unwrap();
+    let (mut vendor, mut customer) = pair(root.path());
+    let rel = offer(&vendor, &customer.key(), "Seal me")["relationship"].as_str().unwrap().to_owned();
+    wait_for("the receipt", || (json(&vendor.dir, &["status"])["outbox"] == 0).then_some(()));
+    let file = root.path().join("vendor-export.json");
+    json(&vendor.dir, &["export", &rel, "--out", file.to_str().unwrap()]);
+    let good: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(good["format"], "rapport-export/2");
+    assert_eq!(good["messages"].as_array().unwrap().len(), 2, "the offer and the customer's receipt");
+    assert_eq!(good["manifest"]["exported_by"], vendor.key());
+
+    // Verify a bundle from a file; (success, the one line printed).
+    let n = std::cell::Cell::new(0);
+    let verify = |bundle: &Value, extra: &[&str]| {
+        n.set(n.get() + 1);
+        let path = root.path().join(format!("bundle-{}.json", n.get()));
+        std::fs::write(&path, serde_json::to_string_pretty(bundle).unwrap()).unwrap();
+        let mut args = vec!["verify"];
+        args.extend_from_slice(extra);
+        args.push(path.to_str().unwrap());
+        let out = rapport(&vendor.dir, &args);
+        let text = String::from_utf8_lossy(if out.status.success() { &out.stdout } else { &out.stderr }).into_owned();
+        assert_eq!(text.trim().lines().count(), 1, "one line: {text}");
+        (out.status.success(), text.trim().to_owned())
+    };
+    let refused = |bundle: &Value, line: &str| {
+        let (ok, text) = verify(bundle, &[]);
+        assert!(!ok, "verified, but should be refused with {line:?}: {text}");
+        assert!(text.starts_with(&format!("rapport: {line}")), "expected {line:?}, got {text:?}");
+    };
+
+    let (ok, text) = verify(&good, &[]);
+    assert!(ok, "{text}");
+    assert!(text.contains(&format!("sealed by the vendor {}", vendor.key())), "{text}");
+
+    // The last message dropped, with its id: a valid log of the offer alone.
+    let mut truncated = good.clone();
+    truncated["messages"].as_array_mut().unwrap().pop();
+    truncated["manifest"]["ids"].as_array_mut().unwrap().pop();
+    refused(&truncated, "truncated: the seal covers 2 messages, the bundle holds 1");
+
+    let mut padded = good.clone();
+    let first = padded["messages"][0].clone();
+    padded["messages"].as_array_mut().unwrap().push(first);
+    refused(&padded, "messages-altered: the seal covers 2 messages, the bundle holds 3");
+
+    let mut by = good.clone();
+    by["manifest"]["exported_by"] = Value::from(customer.key());
+    refused(&by, "manifest-edited: exported_by is");
+
+    let mut at = good.clone();
+    at["manifest"]["exported_at"] = Value::from(good["manifest"]["exported_at"].as_u64().unwrap() - 86_400_000);
+    refused(&at, "manifest-edited: exported_at is");
+
+    // The customer's own export verifies, sealed by her; her seal in the vendor's bundle does not.
+    let theirs = root.path().join("customer-export.json");
+    json(&customer.dir, &["export", &rel, "--out", theirs.to_str().unwrap()]);
+    let theirs: Value = serde_json::from_str(&std::fs::read_to_string(&theirs).unwrap()).unwrap();
+    let (ok, text) = verify(&theirs, &[]);
+    assert!(ok && text.contains("sealed by the customer"), "{text}");
+    let mut swapped = good.clone();
+    swapped["seal"] = theirs["seal"].clone();
+    refused(&swapped, "manifest-edited: exported_by is");
+
+    // Sealed, consistently, by a key that is neither party.
+    let envelopes: Vec<Vec<u8>> =
+        good["messages"].as_array().unwrap().iter().map(|m| hex::decode(m.as_str().unwrap()).unwrap()).collect();
+    let stranger = SigningKey::from_bytes(&[0x5a; 32]);
+    let rel_id = RelationshipId::from_hex(&rel).unwrap();
+    let forged = Bundle::new(rel_id, &stranger, now_ms(), "proposed", &envelopes).unwrap();
+    refused(&serde_json::to_value(&forged).unwrap(), "seal-not-by-party: ");
+
+    // No seal: refused by default; allowed, the envelopes verify and the report says unsigned.
+    let mut unsealed = good.clone();
+    unsealed.as_object_mut().unwrap().remove("seal");
+    refused(&unsealed, "unsigned: the bundle's seal is missing");
+    let mut first_version = unsealed.clone();
+    first_version["format"] = Value::from("rapport-export/1");
+    refused(&first_version, "unsigned: a rapport-export/1 bundle carries no seal");
+    let (ok, text) = verify(&first_version, &["--allow-unsigned"]);
+    assert!(ok && text.contains("UNSIGNED"), "{text}");
+    // Allowing unsigned bundles does not let a sealed one be cut.
+    let (ok, text) = verify(&truncated, &["--allow-unsigned"]);
+    assert!(!ok && text.starts_with("rapport: truncated"), "{text}");
+
+    vendor.stop();
+    customer.stop();
 }
 
 /// The local-exposure checks of the daemon and the CLI (issue #22, point 6): an API beyond
