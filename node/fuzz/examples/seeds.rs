@@ -2,7 +2,9 @@
 //! spec's vectors and the node's own files:
 //!
 //! - `bundle`: a bundle of each sequence and log vector (`spec/vectors/{sequences,logs}`),
-//!   as `rapport export` writes it; those whose log verifies carry its true phase.
+//!   as `rapport export` writes it, sealed by the first message's sender (its key derived from
+//!   the generator's labels, spec/protocol.md §12); those whose log verifies carry its true
+//!   phase. And each export seal vector's bundle (`spec/vectors/seals`).
 //! - `api`: a `send/<kind>` request of each kind vector's body, as the CLI sends it; `find` and
 //!   `connect` requests of the test network's bootstrap peer and addresses.
 //! - `config`: the file `rapport init` writes for each network, and one setting everything.
@@ -13,13 +15,19 @@
 use std::fs;
 use std::path::Path;
 
+use ed25519_dalek::SigningKey;
 use rapport_node::bundle::Bundle;
 use rapport_node::config::{self, Network};
-use rapport_protocol::{log, Message, Payload, RelationshipId};
+use rapport_protocol::{log, Digest32, KeyId, Message, Payload, RelationshipId};
 use serde_json::{json, Value};
 
 /// When the seed bundles say they were exported.
 const EXPORTED_AT: u64 = 1_800_000_000_000;
+
+/// The key the vector generator derives from `label`: SHA-256 of `rapport-vectors:key:<label>`.
+fn vector_key(label: &str) -> SigningKey {
+    SigningKey::from_bytes(Digest32::of(format!("rapport-vectors:key:{label}").as_bytes()).as_bytes())
+}
 
 fn main() {
     let vectors = Path::new("spec/vectors");
@@ -44,9 +52,19 @@ fn main() {
                     (first.header().relationship.unwrap_or(RelationshipId::from_bytes([0; 16])), "proposed".into())
                 }
             };
-            let bundle = Bundle::new(rel, first.header().from.to_hex(), EXPORTED_AT, &phase, &envelopes);
+            let from = first.header().from;
+            let key = ["customer", "vendor", "outsider"]
+                .into_iter()
+                .map(vector_key)
+                .find(|k| KeyId::from_bytes(k.verifying_key().to_bytes()) == from)
+                .unwrap_or_else(|| vector_key("outsider"));
+            let bundle = Bundle::new(rel, &key, EXPORTED_AT, &phase, &envelopes).unwrap();
             write("bundle", &format!("{set}-{name}.json"), serde_json::to_string_pretty(&bundle).unwrap().as_bytes());
         }
+    }
+    for (name, vector) in read_dir(&vectors.join("seals")) {
+        let bundle = serde_json::to_string_pretty(&vector["bundle"]).unwrap();
+        write("bundle", &format!("seals-{name}.json"), bundle.as_bytes());
     }
 
     for (name, vector) in read_dir(&vectors.join("kinds")) {

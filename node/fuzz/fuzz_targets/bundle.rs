@@ -1,14 +1,15 @@
 //! `bundle::verify_file` — what `rapport verify FILE` runs — on arbitrary bytes: it must return
-//! a typed error or a report, never panic; and a bundle that verifies must say the same thing
-//! when written out again and when rebuilt by the exporter from its envelopes.
+//! a typed error or a report, never panic; a bundle that verifies must say the same thing when
+//! written out again, what it says must be what its seal and manifest state, and without its
+//! seal it must be refused unless unsigned bundles are allowed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rapport_node::bundle::{self, Bundle};
-use rapport_protocol::RelationshipId;
+use rapport_node::bundle::{self, Bundle, Unsigned};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(report) = bundle::verify_file(data) else { return };
+    let unsigned = if data.first() == Some(&b' ') { Unsigned::Allow } else { Unsigned::Refuse };
+    let Ok(report) = bundle::verify_file(data, unsigned) else { return };
     let text = std::str::from_utf8(data).expect("a verified bundle is UTF-8");
     let parsed = Bundle::parse(text).expect("a verified bundle parses");
     let m = &parsed.manifest;
@@ -19,17 +20,37 @@ fuzz_target!(|data: &[u8]| {
     let mut ids = m.ids.clone();
     ids.sort();
     assert_eq!(report.ids, ids);
+    // Sealed, the exporter and time are the manifest's; a bundle verified without its seal
+    // can only have been allowed unsigned.
+    match &parsed.seal {
+        Some(_) => {
+            assert_eq!(report.sealed_by.as_deref(), Some(m.exported_by.as_str()));
+            assert_eq!(report.sealed_at, Some(m.exported_at));
+            assert!(report.sealed_by_role.is_some());
+        }
+        None => {
+            assert_eq!(unsigned, Unsigned::Allow, "an unsealed bundle verified by default");
+            assert_eq!((&report.sealed_by, report.sealed_at), (&None, None));
+        }
+    }
     // Written out again, it verifies the same.
     let again = serde_json::to_string(&parsed).expect("a bundle serialises");
-    assert_eq!(bundle::verify_file(again.as_bytes()).expect("a rewritten bundle verifies"), report);
-    // The exporter, given the same envelopes and claims, writes the same bundle (hex in lower
-    // case), and it verifies the same.
-    let envelopes: Vec<Vec<u8>> =
-        parsed.messages.iter().map(|h| hex::decode(h).expect("verified messages are hex")).collect();
-    let rel = RelationshipId::from_hex(&report.relationship).expect("a verified relationship id");
-    let rebuilt = Bundle::new(rel, m.exported_by.clone(), m.exported_at, &report.phase, &envelopes);
-    assert_eq!(&rebuilt.manifest, m);
-    let lower: Vec<String> = parsed.messages.iter().map(|h| h.to_ascii_lowercase()).collect();
-    assert_eq!(rebuilt.messages, lower);
-    assert_eq!(rebuilt.verify().expect("a rebuilt bundle verifies"), report);
+    assert_eq!(bundle::verify_file(again.as_bytes(), unsigned).expect("a rewritten bundle verifies"), report);
+    // Without its seal it is refused by default, and allowed unsigned its log still verifies.
+    let mut stripped = parsed.clone();
+    stripped.seal = None;
+    let e = stripped.check(Unsigned::Refuse).expect_err("an unsealed bundle is refused by default");
+    assert_eq!(e.code(), "unsigned");
+    let bare = stripped.check(Unsigned::Allow).expect("the envelopes verify without the seal");
+    assert_eq!(
+        (bare.chained, bare.acknowledgements, &bare.ids),
+        (report.chained, report.acknowledgements, &report.ids)
+    );
+    // Dropping the last message breaks the seal.
+    if parsed.seal.is_some() && !parsed.messages.is_empty() {
+        let mut truncated = parsed.clone();
+        truncated.messages.pop();
+        truncated.manifest.ids.pop();
+        assert_eq!(truncated.verify().expect_err("a truncated sealed bundle is refused").code(), "truncated");
+    }
 });
