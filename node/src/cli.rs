@@ -12,6 +12,7 @@ use crate::api::{ConnectRequest, FindRequest};
 use crate::client::Client;
 use crate::config::{Config, Layer, Network};
 
+mod describe;
 mod export;
 mod outgoing;
 
@@ -331,11 +332,14 @@ enum TermsAction {
         #[command(flatten)]
         target: Target,
         /// Your role: customer or vendor.
-        #[arg(long)]
-        role: String,
+        #[arg(long, required_unless_present = "example")]
+        role: Option<String>,
         /// The terms as JSON, or @FILE.
+        #[arg(long, required_unless_present = "example")]
+        terms: Option<String>,
+        /// Print a valid terms document to start from, and send nothing.
         #[arg(long)]
-        terms: String,
+        example: bool,
     },
     /// Accept a proposal (or a counter-proposal) by its message id.
     Accept {
@@ -475,6 +479,39 @@ fn lines(v: &Value, each: impl Fn(&Value) -> String) -> String {
     v.as_array().map(|a| a.iter().map(each).collect::<Vec<_>>().join("\n")).unwrap_or_default()
 }
 
+/// A terms document (spec §5.3) that `terms propose` accepts as it is: a year at 0.21 EUR per
+/// kWh, renewed only if both agree, a month's notice, location data for the service itself,
+/// the customer's data back within 30 days of notice and deleted within 60.
+pub fn example_terms() -> Value {
+    json!({
+        "duration": 31_536_000,
+        "renewal": "opt_in",
+        "notice_period": 2_592_000,
+        "price": { "model": "per_usage", "amount": { "currency": "EUR", "minor_units": 21 }, "metric": "kWh" },
+        "data": { "purposes": ["dpv:ServiceProvision"], "categories": ["pd:Location"] },
+        "portability": { "format": "application/json", "deadline": 2_592_000 },
+        "deletion_deadline": 5_184_000,
+        "exit_fee": { "currency": "EUR", "minor_units": 0 }
+    })
+}
+
+/// One entry of a relationship's log in plain words: `seq`, time, kind and what it says, then
+/// its id and sender.
+fn timeline_entry(m: &Value) -> String {
+    let seq = match m["seq"].as_u64() {
+        Some(0) | None => "  ·".to_owned(),
+        Some(n) => format!("{n:>3}"),
+    };
+    format!(
+        "{seq}  {}  {:<21} {}\n     id {}  from {:.16}",
+        describe::datetime(m["created_at"].as_u64().unwrap_or(0)),
+        s(m, "kind"),
+        describe::summary(&s(m, "kind"), &m["body"]),
+        s(m, "id"),
+        s(m, "from")
+    )
+}
+
 /// Renders a command's JSON result for people.
 type Render = Box<dyn Fn(&Value) -> String>;
 
@@ -536,7 +573,18 @@ async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::
             ),
             Command::Public => (
                 client.get("/v1/public").await?,
-                Box::new(|v| lines(v, |m| format!("{:<7} {}  {}", s(m, "kind"), s(m, "id"), s(&m["body"], "title")))),
+                Box::new(|v| {
+                    lines(v, |m| {
+                        format!(
+                            "{:<7} {}  {}\n        id {}  from {:.16}",
+                            s(m, "kind"),
+                            describe::date(m["created_at"].as_u64().unwrap_or(0)),
+                            describe::summary(&s(m, "kind"), &m["body"]),
+                            s(m, "id"),
+                            s(m, "from")
+                        )
+                    })
+                }),
             ),
             Command::Relationships => (
                 client.get("/v1/relationships").await?,
@@ -555,30 +603,34 @@ async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::
             Command::Show { rel } => {
                 let all: Value = client.get("/v1/relationships").await?;
                 let found = all.as_array().and_then(|a| a.iter().find(|r| s(r, "id") == rel).cloned());
-                let v = found.ok_or_else(|| anyhow::anyhow!("no relationship {rel}"))?;
+                let mut v = found.ok_or_else(|| anyhow::anyhow!("no relationship {rel}"))?;
+                v["log"] = client.get(&format!("/v1/relationships/{rel}/log")).await?;
                 (
                     v,
                     Box::new(|v| {
+                        let first = &v["log"][0];
+                        let since = first["created_at"].as_u64().map(describe::datetime).unwrap_or_default();
+                        let opened = describe::summary(&s(first, "kind"), &first["body"]);
                         format!(
-                        "relationship   {}\nphase          {}\nrole           {}\ncounterparty   {}\nmessages       {}\nreceipts       {}",
-                        s(v, "id"),
-                        s(v, "phase"),
-                        s(v, "role"),
-                        s(v, "counterparty"),
-                        s(v, "messages"),
-                        s(v, "acknowledgements")
-                    ) + &consents(v)
+                            "relationship   {}\nphase          {}\nrole           {}\ncounterparty   {}\nsince          {}\nopened with    {} {}\nmessages       {}\nreceipts       {}",
+                            s(v, "id"),
+                            s(v, "phase"),
+                            s(v, "role"),
+                            s(v, "counterparty"),
+                            since,
+                            s(first, "kind"),
+                            opened,
+                            s(v, "messages"),
+                            s(v, "acknowledgements")
+                        ) + &consents(v)
+                            + "\n\n"
+                            + &lines(&v["log"], timeline_entry)
                     }),
                 )
             }
-            Command::Log { rel } => (
-                client.get(&format!("/v1/relationships/{rel}/log")).await?,
-                Box::new(|v| {
-                    lines(v, |m| {
-                        format!("{:>3}  {:<22} {}  from {:.16}", s(m, "seq"), s(m, "kind"), s(m, "id"), s(m, "from"))
-                    })
-                }),
-            ),
+            Command::Log { rel } => {
+                (client.get(&format!("/v1/relationships/{rel}/log")).await?, Box::new(|v| lines(v, timeline_entry)))
+            }
             Command::Export { rel, out, force } => {
                 let dest = export::check(&out, dir, force)?;
                 let bundle: Value = client.get(&format!("/v1/relationships/{rel}/export")).await?;
@@ -714,6 +766,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(crate::demo::run())
         }
         Command::Testnet { action } => testnet(action, cli.json),
+        Command::Terms { action: TermsAction::Propose { example: true, .. } } => {
+            println!("{}", serde_json::to_string_pretty(&example_terms())?);
+            Ok(())
+        }
         Command::Verify { file } => {
             let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let report = crate::bundle::verify_file(&bytes)?;
@@ -754,6 +810,20 @@ mod tests {
         for sub in cmd.get_subcommands() {
             citations(sub, &format!("{path} {}", sub.get_name()), out);
         }
+    }
+
+    /// `terms propose --example` prints terms that the checks of `POST /v1/send` accept.
+    #[test]
+    fn the_example_terms_are_valid() {
+        let req = crate::api::SendRequest {
+            relationship: None,
+            to: Some("11".repeat(32)),
+            body: json!({ "role": "customer", "terms": example_terms() }),
+        };
+        req.check("terms_proposal").unwrap();
+        let parsed = Cli::try_parse_from(["rapport", "terms", "propose", "--example"]).unwrap();
+        assert!(matches!(parsed.command, Command::Terms { action: TermsAction::Propose { example: true, .. } }));
+        assert!(Cli::try_parse_from(["rapport", "terms", "propose", "--rel", "ab"]).is_err(), "terms are required");
     }
 
     /// `rapport --help` once cited §5.12–§5.14 for the commands of §5.10–§5.12. Each command's

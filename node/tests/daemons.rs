@@ -32,6 +32,16 @@ fn offer_is_delivered_with_a_receipt_and_both_sides_hold_the_same_record() {
     assert_eq!(rels[0]["phase"], "proposed");
     assert_eq!(rels[0]["role"], "customer");
 
+    // She reads what she is offered, in words, and the JSON carries the decoded body.
+    let out = rapport(&customer.dir, &["show", &rel]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("opened with    offer \u{201c}Solar panel lease\u{201d}, 25.00 EUR upfront"), "{text}");
+    assert!(text.contains("receipt for "), "the timeline lists the receipt: {text}");
+    let log = json(&customer.dir, &["log", &rel]);
+    assert_eq!(log[0]["body"]["title"], "Solar panel lease");
+    assert_eq!(log[0]["body"]["price"]["amount"]["minor_units"], 2500);
+
     vendor.stop();
     customer.stop();
 }
