@@ -323,6 +323,9 @@ enum Command {
     },
     /// The blocked keys.
     Blocked,
+    /// Salvage a damaged log store, with the daemon stopped: every whole frame is copied into a
+    /// new log, which replaces the damaged file; that file is kept beside it.
+    Repair,
 }
 
 #[derive(Debug, Subcommand)]
@@ -479,6 +482,23 @@ fn lines(v: &Value, each: impl Fn(&Value) -> String) -> String {
     v.as_array().map(|a| a.iter().map(each).collect::<Vec<_>>().join("\n")).unwrap_or_default()
 }
 
+/// The status lines about a damaged store, if it is.
+fn damage(v: &Value) -> String {
+    let mut out = String::new();
+    for d in v["damage"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "\ndamage         {} bytes at offset {}, skipped; naming relationships: {} (stop the node and run `rapport repair`)",
+            s(d, "len"),
+            s(d, "offset"),
+            d["relationships"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+        ));
+    }
+    for d in v["damaged"].as_array().into_iter().flatten() {
+        out.push_str(&format!("\nset aside      relationship {}: {}", s(d, "relationship"), s(d, "detail")));
+    }
+    out
+}
+
 /// A terms document (spec §5.3) that `terms propose` accepts as it is: a year at 0.21 EUR per
 /// kWh, renewed only if both agree, a month's notice, location data for the service itself,
 /// the customer's data back within 30 days of notice and deleted within 60.
@@ -544,7 +564,7 @@ async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::
                         s(v, "peers"),
                         s(v, "outbox"),
                         v["relationships"],
-                    )
+                    ) + &damage(v)
                 }),
             ),
             Command::Id => {
@@ -766,6 +786,35 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(crate::demo::run())
         }
         Command::Testnet { action } => testnet(action, cli.json),
+        Command::Repair => {
+            let config = Config::load(&dir, Layer::default())?;
+            if config.store != crate::config::StoreKind::Log {
+                anyhow::bail!("only the log store can be repaired (this node's store is {:?})", config.store);
+            }
+            // The daemon must not be writing the file being replaced.
+            let _lock = crate::daemon::DataDirLock::take(&dir)?;
+            let repaired = crate::store::repair(&dir.join(config.store.dir()))?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&repaired)?);
+            } else if let Some(kept) = &repaired.kept {
+                let dropped: u64 = repaired.dropped.iter().map(|d| d.len).sum();
+                let mut rels: Vec<String> =
+                    repaired.dropped.iter().flat_map(|d| d.relationships.iter().map(|r| r.to_hex())).collect();
+                rels.dedup();
+                println!(
+                    "repaired: kept {} whole frames ({} bytes), dropped {} damaged stretch(es), {dropped} bytes{}; \
+                     the damaged file is {}",
+                    repaired.frames,
+                    repaired.bytes,
+                    repaired.dropped.len(),
+                    if rels.is_empty() { String::new() } else { format!(", naming relationships {}", rels.join(", ")) },
+                    kept.display()
+                );
+            } else {
+                println!("nothing to repair: {} whole frames, no damage", repaired.frames);
+            }
+            Ok(())
+        }
         Command::Terms { action: TermsAction::Propose { example: true, .. } } => {
             println!("{}", serde_json::to_string_pretty(&example_terms())?);
             Ok(())
