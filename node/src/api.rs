@@ -356,7 +356,10 @@ pub struct LogEntry {
     pub seq: u64,
     /// Creation time, Unix ms.
     pub created_at: u64,
-    /// The envelope, hex.
+    /// The body, decoded, as `GET /v1/public` gives bodies (ids and digests in hex).
+    #[serde(default)]
+    pub body: serde_json::Value,
+    /// The envelope, hex: what was signed, byte for byte.
     pub envelope: String,
 }
 
@@ -377,6 +380,7 @@ async fn log(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Vec
             from: m.header().from.to_hex(),
             seq: m.header().seq,
             created_at: m.header().created_at,
+            body: serde_json::to_value(m.body()).unwrap_or_default(),
             envelope: hex::encode(&bytes),
         });
     }

@@ -13,6 +13,7 @@ use crate::bundle::Unsigned;
 use crate::client::Client;
 use crate::config::{Config, Layer, Network};
 
+mod describe;
 mod export;
 mod outgoing;
 
@@ -328,6 +329,9 @@ enum Command {
     },
     /// The blocked keys.
     Blocked,
+    /// Salvage a damaged log store, with the daemon stopped: every whole frame is copied into a
+    /// new log, which replaces the damaged file; that file is kept beside it.
+    Repair,
 }
 
 #[derive(Debug, Subcommand)]
@@ -337,11 +341,14 @@ enum TermsAction {
         #[command(flatten)]
         target: Target,
         /// Your role: customer or vendor.
-        #[arg(long)]
-        role: String,
+        #[arg(long, required_unless_present = "example")]
+        role: Option<String>,
         /// The terms as JSON, or @FILE.
+        #[arg(long, required_unless_present = "example")]
+        terms: Option<String>,
+        /// Print a valid terms document to start from, and send nothing.
         #[arg(long)]
-        terms: String,
+        example: bool,
     },
     /// Accept a proposal (or a counter-proposal) by its message id.
     Accept {
@@ -481,6 +488,56 @@ fn lines(v: &Value, each: impl Fn(&Value) -> String) -> String {
     v.as_array().map(|a| a.iter().map(each).collect::<Vec<_>>().join("\n")).unwrap_or_default()
 }
 
+/// The status lines about a damaged store, if it is.
+fn damage(v: &Value) -> String {
+    let mut out = String::new();
+    for d in v["damage"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "\ndamage         {} bytes at offset {}, skipped; naming relationships: {} (stop the node and run `rapport repair`)",
+            s(d, "len"),
+            s(d, "offset"),
+            d["relationships"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+        ));
+    }
+    for d in v["damaged"].as_array().into_iter().flatten() {
+        out.push_str(&format!("\nset aside      relationship {}: {}", s(d, "relationship"), s(d, "detail")));
+    }
+    out
+}
+
+/// A terms document (spec §5.3) that `terms propose` accepts as it is: a year at 0.21 EUR per
+/// kWh, renewed only if both agree, a month's notice, location data for the service itself,
+/// the customer's data back within 30 days of notice and deleted within 60.
+pub fn example_terms() -> Value {
+    json!({
+        "duration": 31_536_000,
+        "renewal": "opt_in",
+        "notice_period": 2_592_000,
+        "price": { "model": "per_usage", "amount": { "currency": "EUR", "minor_units": 21 }, "metric": "kWh" },
+        "data": { "purposes": ["dpv:ServiceProvision"], "categories": ["pd:Location"] },
+        "portability": { "format": "application/json", "deadline": 2_592_000 },
+        "deletion_deadline": 5_184_000,
+        "exit_fee": { "currency": "EUR", "minor_units": 0 }
+    })
+}
+
+/// One entry of a relationship's log in plain words: `seq`, time, kind and what it says, then
+/// its id and sender.
+fn timeline_entry(m: &Value) -> String {
+    let seq = match m["seq"].as_u64() {
+        Some(0) | None => "  ·".to_owned(),
+        Some(n) => format!("{n:>3}"),
+    };
+    format!(
+        "{seq}  {}  {:<21} {}\n     id {}  from {:.16}",
+        describe::datetime(m["created_at"].as_u64().unwrap_or(0)),
+        s(m, "kind"),
+        describe::summary(&s(m, "kind"), &m["body"]),
+        s(m, "id"),
+        s(m, "from")
+    )
+}
+
 /// Renders a command's JSON result for people.
 type Render = Box<dyn Fn(&Value) -> String>;
 
@@ -513,7 +570,7 @@ async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::
                         s(v, "peers"),
                         s(v, "outbox"),
                         v["relationships"],
-                    )
+                    ) + &damage(v)
                 }),
             ),
             Command::Id => {
@@ -542,7 +599,18 @@ async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::
             ),
             Command::Public => (
                 client.get("/v1/public").await?,
-                Box::new(|v| lines(v, |m| format!("{:<7} {}  {}", s(m, "kind"), s(m, "id"), s(&m["body"], "title")))),
+                Box::new(|v| {
+                    lines(v, |m| {
+                        format!(
+                            "{:<7} {}  {}\n        id {}  from {:.16}",
+                            s(m, "kind"),
+                            describe::date(m["created_at"].as_u64().unwrap_or(0)),
+                            describe::summary(&s(m, "kind"), &m["body"]),
+                            s(m, "id"),
+                            s(m, "from")
+                        )
+                    })
+                }),
             ),
             Command::Relationships => (
                 client.get("/v1/relationships").await?,
@@ -561,30 +629,34 @@ async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::
             Command::Show { rel } => {
                 let all: Value = client.get("/v1/relationships").await?;
                 let found = all.as_array().and_then(|a| a.iter().find(|r| s(r, "id") == rel).cloned());
-                let v = found.ok_or_else(|| anyhow::anyhow!("no relationship {rel}"))?;
+                let mut v = found.ok_or_else(|| anyhow::anyhow!("no relationship {rel}"))?;
+                v["log"] = client.get(&format!("/v1/relationships/{rel}/log")).await?;
                 (
                     v,
                     Box::new(|v| {
+                        let first = &v["log"][0];
+                        let since = first["created_at"].as_u64().map(describe::datetime).unwrap_or_default();
+                        let opened = describe::summary(&s(first, "kind"), &first["body"]);
                         format!(
-                        "relationship   {}\nphase          {}\nrole           {}\ncounterparty   {}\nmessages       {}\nreceipts       {}",
-                        s(v, "id"),
-                        s(v, "phase"),
-                        s(v, "role"),
-                        s(v, "counterparty"),
-                        s(v, "messages"),
-                        s(v, "acknowledgements")
-                    ) + &consents(v)
+                            "relationship   {}\nphase          {}\nrole           {}\ncounterparty   {}\nsince          {}\nopened with    {} {}\nmessages       {}\nreceipts       {}",
+                            s(v, "id"),
+                            s(v, "phase"),
+                            s(v, "role"),
+                            s(v, "counterparty"),
+                            since,
+                            s(first, "kind"),
+                            opened,
+                            s(v, "messages"),
+                            s(v, "acknowledgements")
+                        ) + &consents(v)
+                            + "\n\n"
+                            + &lines(&v["log"], timeline_entry)
                     }),
                 )
             }
-            Command::Log { rel } => (
-                client.get(&format!("/v1/relationships/{rel}/log")).await?,
-                Box::new(|v| {
-                    lines(v, |m| {
-                        format!("{:>3}  {:<22} {}  from {:.16}", s(m, "seq"), s(m, "kind"), s(m, "id"), s(m, "from"))
-                    })
-                }),
-            ),
+            Command::Log { rel } => {
+                (client.get(&format!("/v1/relationships/{rel}/log")).await?, Box::new(|v| lines(v, timeline_entry)))
+            }
             Command::Export { rel, out, force } => {
                 let dest = export::check(&out, dir, force)?;
                 let bundle: Value = client.get(&format!("/v1/relationships/{rel}/export")).await?;
@@ -720,6 +792,39 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(crate::demo::run())
         }
         Command::Testnet { action } => testnet(action, cli.json),
+        Command::Repair => {
+            let config = Config::load(&dir, Layer::default())?;
+            if config.store != crate::config::StoreKind::Log {
+                anyhow::bail!("only the log store can be repaired (this node's store is {:?})", config.store);
+            }
+            // The daemon must not be writing the file being replaced.
+            let _lock = crate::daemon::DataDirLock::take(&dir)?;
+            let repaired = crate::store::repair(&dir.join(config.store.dir()))?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&repaired)?);
+            } else if let Some(kept) = &repaired.kept {
+                let dropped: u64 = repaired.dropped.iter().map(|d| d.len).sum();
+                let mut rels: Vec<String> =
+                    repaired.dropped.iter().flat_map(|d| d.relationships.iter().map(|r| r.to_hex())).collect();
+                rels.dedup();
+                println!(
+                    "repaired: kept {} whole frames ({} bytes), dropped {} damaged stretch(es), {dropped} bytes{}; \
+                     the damaged file is {}",
+                    repaired.frames,
+                    repaired.bytes,
+                    repaired.dropped.len(),
+                    if rels.is_empty() { String::new() } else { format!(", naming relationships {}", rels.join(", ")) },
+                    kept.display()
+                );
+            } else {
+                println!("nothing to repair: {} whole frames, no damage", repaired.frames);
+            }
+            Ok(())
+        }
+        Command::Terms { action: TermsAction::Propose { example: true, .. } } => {
+            println!("{}", serde_json::to_string_pretty(&example_terms())?);
+            Ok(())
+        }
         Command::Verify { file, allow_unsigned } => {
             let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let unsigned = if allow_unsigned { Unsigned::Allow } else { Unsigned::Refuse };
@@ -771,6 +876,20 @@ mod tests {
         for sub in cmd.get_subcommands() {
             citations(sub, &format!("{path} {}", sub.get_name()), out);
         }
+    }
+
+    /// `terms propose --example` prints terms that the checks of `POST /v1/send` accept.
+    #[test]
+    fn the_example_terms_are_valid() {
+        let req = crate::api::SendRequest {
+            relationship: None,
+            to: Some("11".repeat(32)),
+            body: json!({ "role": "customer", "terms": example_terms() }),
+        };
+        req.check("terms_proposal").unwrap();
+        let parsed = Cli::try_parse_from(["rapport", "terms", "propose", "--example"]).unwrap();
+        assert!(matches!(parsed.command, Command::Terms { action: TermsAction::Propose { example: true, .. } }));
+        assert!(Cli::try_parse_from(["rapport", "terms", "propose", "--rel", "ab"]).is_err(), "terms are required");
     }
 
     /// `rapport --help` once cited §5.12–§5.14 for the commands of §5.10–§5.12. Each command's

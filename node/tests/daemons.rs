@@ -32,6 +32,16 @@ fn offer_is_delivered_with_a_receipt_and_both_sides_hold_the_same_record() {
     assert_eq!(rels[0]["phase"], "proposed");
     assert_eq!(rels[0]["role"], "customer");
 
+    // She reads what she is offered, in words, and the JSON carries the decoded body.
+    let out = rapport(&customer.dir, &["show", &rel]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("opened with    offer \u{201c}Solar panel lease\u{201d}, 25.00 EUR upfront"), "{text}");
+    assert!(text.contains("receipt for "), "the timeline lists the receipt: {text}");
+    let log = json(&customer.dir, &["log", &rel]);
+    assert_eq!(log[0]["body"]["title"], "Solar panel lease");
+    assert_eq!(log[0]["body"]["price"]["amount"]["minor_units"], 2500);
+
     vendor.stop();
     customer.stop();
 }
@@ -592,4 +602,72 @@ fn a_dead_connection_beside_a_live_one_does_not_hold_messages_back() {
     customer.stop();
     twin.stop();
     vendor.stop();
+}
+
+/// Issue #22, point 7, on a real daemon: a byte flipped in the middle of its log no longer
+/// stops it. It starts, serves the other relationships, and names the damage in `status`;
+/// stopped, `rapport repair` salvages every whole frame (and refuses while the daemon runs);
+/// started again, it is clean.
+#[test]
+fn a_damaged_log_is_served_around_and_repaired() {
+    use common::{offer as signed_offer, Wire};
+    let root = tempfile::tempdir().unwrap();
+    let mut node = Daemon::init(root.path(), "node");
+    node.start();
+    let vendor = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let mut wire = Wire::connect(&node, &vendor);
+    let offers: Vec<_> = (1..=3u8)
+        .map(|n| {
+            let m = signed_offer(&vendor, wire.daemon, rapport_protocol::RelationshipId::from_bytes([n; 16]), now_ms());
+            assert_eq!(wire.ask(m.bytes().to_vec()), Ok(m.id()));
+            m
+        })
+        .collect();
+    drop(wire);
+    let out = rapport(&node.dir, &["repair"]);
+    assert!(!out.status.success(), "repair refuses while the daemon holds the store");
+    node.stop();
+
+    // One byte in the middle of the second offer's envelope, as a disk might flip it.
+    let file = node.dir.join("log/records");
+    let mut data = std::fs::read(&file).unwrap();
+    let needle = offers[1].bytes();
+    let at = data.windows(needle.len()).position(|w| w == needle).expect("the offer is in the log");
+    data[at + needle.len() / 2] ^= 0x10;
+    std::fs::write(&file, &data).unwrap();
+
+    node.start();
+    let status = json(&node.dir, &["status"]);
+    let damaged = rapport_protocol::RelationshipId::from_bytes([2; 16]).to_hex();
+    assert_eq!(status["damage"][0]["relationships"][0], damaged.as_str(), "{status}");
+    assert_eq!(status["damaged"][0]["relationship"], damaged.as_str(), "{status}");
+    let ids: Vec<String> = json(&node.dir, &["relationships"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    for n in [1u8, 3] {
+        assert!(ids.contains(&rapport_protocol::RelationshipId::from_bytes([n; 16]).to_hex()), "{ids:?}");
+    }
+    assert!(!ids.contains(&damaged), "the damaged one is set aside, not shown as if whole");
+    node.stop();
+
+    let out = rapport(&node.dir, &["repair"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("repaired: kept ") && text.contains(&damaged), "{text}");
+    let kept = std::fs::read_dir(node.dir.join("log"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("records.damaged-"));
+    assert_eq!(kept.count(), 1, "the damaged file is kept");
+    node.start();
+    let status = json(&node.dir, &["status"]);
+    assert!(status.get("damage").is_none() && status.get("damaged").is_none(), "{status}");
+    assert_eq!(json(&node.dir, &["relationships"]).as_array().unwrap().len(), 2);
+    let out = rapport(&node.dir, &["repair"]);
+    assert!(!out.status.success(), "refused while running");
+    node.stop();
+    let out = rapport(&node.dir, &["repair"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("nothing to repair"));
 }

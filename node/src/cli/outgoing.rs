@@ -71,11 +71,11 @@ pub(super) fn outgoing(dir: &Path, command: &Command) -> anyhow::Result<Option<O
             to: None,
             body: json!({ "title": title, "description": description, "tags": tags }),
         },
-        Command::Terms { action: TermsAction::Propose { target, role, terms } } => Outgoing {
+        Command::Terms { action: TermsAction::Propose { target, role, terms, .. } } => Outgoing {
             kind: "terms_proposal",
             relationship: target.relationship.clone(),
             to: target.to.clone(),
-            body: json!({ "role": role, "terms": json_arg(terms)? }),
+            body: json!({ "role": role, "terms": json_arg(terms.as_deref().unwrap_or_default())? }),
         },
         Command::Terms { action: TermsAction::Accept { rel, proposal } } => {
             Outgoing::in_rel("terms_acceptance", rel.clone(), json!({ "proposal": proposal }))

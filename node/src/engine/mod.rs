@@ -136,6 +136,22 @@ pub struct Status {
     pub outbox: usize,
     /// Relationships by phase.
     pub relationships: HashMap<&'static str, usize>,
+    /// Damage the store skipped when it opened (`rapport repair` salvages the rest); empty when
+    /// the store is whole.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damage: Vec<crate::store::Damage>,
+    /// Relationships set aside because their record is damaged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<Damaged>,
+}
+
+/// A relationship set aside because its stored record no longer replays or was damaged.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Damaged {
+    /// Relationship id, hex.
+    pub relationship: String,
+    /// Why.
+    pub detail: String,
 }
 
 /// A peer the node is connected to, or knows from its DHT routing table.
@@ -625,6 +641,13 @@ impl Engine {
             peers: self.swarm.connected_peers().count(),
             outbox: self.outbox.len(),
             relationships: self.relationships.by_phase(),
+            damage: self.store.damage(),
+            damaged: self
+                .relationships
+                .damaged()
+                .iter()
+                .map(|(id, detail)| Damaged { relationship: id.to_hex(), detail: detail.clone() })
+                .collect(),
         }
     }
 

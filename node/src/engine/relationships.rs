@@ -61,6 +61,9 @@ pub struct Consent {
 #[derive(Debug, Default)]
 pub struct Relationships {
     map: HashMap<RelationshipId, relationship::Relationship>,
+    /// Relationships whose stored messages no longer replay (the store was damaged), with why:
+    /// not served, and refused new messages, until the store is repaired and they replay.
+    damaged: std::collections::BTreeMap<RelationshipId, String>,
 }
 
 fn role_name(role: Role) -> &'static str {
@@ -71,15 +74,45 @@ fn role_name(role: Role) -> &'static str {
 }
 
 impl Relationships {
-    /// Replays every stored relationship.
+    /// Replays every stored relationship. One that no longer replays is set aside as damaged
+    /// (and named in the log) while the others load; so is one that damage in the store names,
+    /// since it may miss its last messages.
     pub fn load(store: &dyn Store) -> Result<Relationships, Error> {
         let mut map = HashMap::new();
-        for id in store.relationships()? {
-            if let Some(rel) = Relationships::load_one(store, &id)? {
-                map.insert(id, rel);
+        let mut damaged = std::collections::BTreeMap::new();
+        for d in store.damage() {
+            for rel in d.relationships {
+                damaged.insert(
+                    rel,
+                    format!(
+                        "the store is damaged at offset {} ({} bytes) where it held messages of this relationship",
+                        d.offset, d.len
+                    ),
+                );
             }
         }
-        Ok(Relationships { map })
+        for id in store.relationships()? {
+            if damaged.contains_key(&id) {
+                continue;
+            }
+            match Relationships::load_one(store, &id) {
+                Ok(Some(rel)) => {
+                    map.insert(id, rel);
+                }
+                Ok(None) => {}
+                Err(e @ Error::Replay { .. }) => {
+                    tracing::warn!(relationship = %id, error = %e, "relationship set aside: it does not replay");
+                    damaged.insert(id, e.to_string());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Relationships { map, damaged })
+    }
+
+    /// The relationships set aside as damaged, with why.
+    pub fn damaged(&self) -> &std::collections::BTreeMap<RelationshipId, String> {
+        &self.damaged
     }
 
     /// Every relationship, in no order.
@@ -105,6 +138,12 @@ impl Relationships {
                 "a public message belongs to no relationship",
             ));
         };
+        if self.damaged.contains_key(&id) {
+            return Err(relationship::Error::new(
+                rapport_protocol::Code::Internal,
+                "this relationship's record is damaged on the receiving node; it is being repaired",
+            ));
+        }
         match self.map.get_mut(&id) {
             Some(rel) => rel.handle(m, now, policy),
             None => {

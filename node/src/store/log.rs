@@ -18,9 +18,11 @@
 //!
 //! All integers are little-endian. At open the file is read from the start and the index
 //! rebuilt. A torn last frame, left by a crash in the middle of a write, is cut off (it was
-//! never flushed, so nothing it held was promised). A damaged frame anywhere else stops the
-//! open with [`Error::Corrupt`]: the node refuses to start rather than drop records it
-//! acknowledged.
+//! never flushed, so nothing it held was promised). A damaged frame anywhere else, with whole
+//! frames after it, is skipped: the scan goes on at the next whole frame, the damage is
+//! reported ([`Log::damage`]: offset, length, and the relationships the damaged bytes still
+//! name), and the bytes are left as they are, never overwritten. [`repair`] copies every whole
+//! frame into a new file and keeps the damaged one beside it.
 //!
 //! The file is kept longer than its frames, its tail zeros written ahead of need (a chunk of an
 //! eighth of the file, 1 to 16 MiB, once less than half a chunk is left). An append then
@@ -37,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use rapport_protocol::{MessageId, RelationshipId};
 use tracing::warn;
 
-use super::{Error, OutboxEntry, Store, Write};
+use super::{Damage, Error, OutboxEntry, Store, Write};
 
 /// The file's first bytes.
 pub(crate) const MAGIC: &[u8; 12] = b"rapport-log\0";
@@ -112,6 +114,7 @@ fn zero(file: &File, from: u64, len: u64) -> io::Result<()> {
 pub struct Log {
     path: PathBuf,
     inner: Mutex<Inner>,
+    damage: Vec<Damage>,
 }
 
 fn backend(e: impl std::fmt::Display) -> Error {
@@ -270,6 +273,42 @@ struct Scan {
     end: u64,
     /// The end of the last byte that is not zero, if a torn frame left bytes past `end`.
     torn: Option<u64>,
+    /// Stretches between whole frames that hold no whole frame.
+    damage: Vec<Damage>,
+    /// Where each whole frame lies: start and length, head included.
+    frames: Vec<(usize, usize)>,
+}
+
+/// The first offset after `at` where a whole frame starts whose records read.
+fn next_frame(data: &[u8], at: usize) -> Option<usize> {
+    (at + 1..data.len()).find(|&p| frame_at(data, p).is_some_and(|body| Index::default().apply(body, 0).is_ok()))
+}
+
+/// The relationships a damaged stretch still names: its frame's records read leniently, as far
+/// as they go. Damage in the head or early in the body hides the rest; the relationships whose
+/// later messages then no longer chain are found when the node replays them.
+fn named_in(region: &[u8]) -> Vec<RelationshipId> {
+    let mut out = Vec::new();
+    let Some(head) = region.get(..FRAME_HEAD) else { return out };
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let body = &region[FRAME_HEAD..region.len().min(FRAME_HEAD.saturating_add(len))];
+    let mut r = Reader { body, at: 0 };
+    while r.at < body.len() {
+        // A message record's relationship comes first, so it is read even when the rest of the
+        // record (its id, its length) is what was damaged.
+        let start = r.at;
+        if body[start] == MESSAGE && body.get(start + 1).is_some_and(|flags| flags & 1 == 1) {
+            if let Some(rel) = body.get(start + 2..start + 18).and_then(RelationshipId::from_slice) {
+                if !out.contains(&rel) {
+                    out.push(rel);
+                }
+            }
+        }
+        if r.record().is_err() {
+            break;
+        }
+    }
+    out
 }
 
 fn scan(file: &mut File, len: u64) -> Result<Scan, Error> {
@@ -285,10 +324,13 @@ fn scan(file: &mut File, len: u64) -> Result<Scan, Error> {
     let mut index = Index::default();
     let mut at = HEADER_LEN as usize;
     let mut torn = None;
+    let mut damage = Vec::new();
+    let mut frames = Vec::new();
     while at < data.len() {
         match frame_at(&data, at) {
             Some(body) => {
                 index.apply(body, (at + FRAME_HEAD) as u64)?;
+                frames.push((at, FRAME_HEAD + body.len()));
                 at += FRAME_HEAD + body.len();
             }
             // The zeros ahead of the frames.
@@ -299,10 +341,22 @@ fn scan(file: &mut File, len: u64) -> Result<Scan, Error> {
                 torn = Some(last as u64);
                 break;
             }
-            None => return Err(corrupt(format!("damaged frame at offset {at} with whole frames after it"))),
+            None => {
+                // Whole frames follow (else it would be a torn tail): skip to the next one.
+                let next = next_frame(&data, at).unwrap_or(data.len());
+                let d = Damage { offset: at as u64, len: (next - at) as u64, relationships: named_in(&data[at..next]) };
+                warn!(
+                    offset = d.offset,
+                    len = d.len,
+                    relationships = ?d.relationships.iter().map(|r| r.to_hex()).collect::<Vec<_>>(),
+                    "damaged frame skipped; `rapport repair` salvages the whole frames into a new log"
+                );
+                damage.push(d);
+                at = next;
+            }
         }
     }
-    Ok(Scan { index, end: at as u64, torn })
+    Ok(Scan { index, end: at as u64, torn, damage, frames })
 }
 
 /// The body of the whole frame at `at`, if one starts there: a length of at least 1 that fits
@@ -341,6 +395,7 @@ impl Log {
             .open(&path)
             .map_err(|e| Error::Backend(format!("{}: {e}", path.display())))?;
         let mut len = file.metadata().map_err(backend)?.len();
+        let mut damage = Vec::new();
         let (index, end) = if len == 0 {
             let mut header = Vec::with_capacity(HEADER_LEN as usize);
             header.extend_from_slice(MAGIC);
@@ -351,16 +406,22 @@ impl Log {
             len = HEADER_LEN;
             (Index::default(), HEADER_LEN)
         } else {
-            let Scan { index, end, torn } = scan(&mut file, len)?;
+            let Scan { index, end, torn, damage: found, .. } = scan(&mut file, len)?;
             if let Some(last) = torn {
                 zero(&file, end, last - end).map_err(backend)?;
                 file.sync_data().map_err(backend)?;
             }
+            damage = found;
             (index, end)
         };
-        let log = Log { path, inner: Mutex::new(Inner { file: Arc::new(file), end, allocated: len, index }) };
+        let log = Log { path, inner: Mutex::new(Inner { file: Arc::new(file), end, allocated: len, index }), damage };
         log.prepare()?;
         Ok(log)
+    }
+
+    /// The damage the open found and skipped.
+    pub fn damage(&self) -> &[Damage] {
+        &self.damage
     }
 
     /// The log file's path.
@@ -432,7 +493,54 @@ fn stage_message(
     true
 }
 
+/// What [`repair`] did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Repaired {
+    /// The stretches dropped (none: the log was whole, and nothing changed).
+    pub dropped: Vec<Damage>,
+    /// Whole frames copied into the new log.
+    pub frames: usize,
+    /// Bytes of frames copied.
+    pub bytes: u64,
+    /// Where the damaged file was kept.
+    pub kept: Option<PathBuf>,
+}
+
+/// Salvages the log in `dir`: every whole frame, in order, into a new file, synced, which then
+/// replaces the old one; the old one is kept beside it as `records.damaged-<unix ms>`. A log
+/// with no damage is left as it is. The caller holds the data directory's lock.
+pub fn repair(dir: &Path) -> Result<Repaired, Error> {
+    let path = dir.join(FILE);
+    let mut file = File::open(&path).map_err(|e| Error::Backend(format!("{}: {e}", path.display())))?;
+    let len = file.metadata().map_err(backend)?.len();
+    let Scan { damage, frames, .. } = scan(&mut file, len)?;
+    let total: usize = frames.iter().map(|(_, n)| n).sum();
+    if damage.is_empty() {
+        return Ok(Repaired { dropped: damage, frames: frames.len(), bytes: total as u64, kept: None });
+    }
+    let data = std::fs::read(&path).map_err(backend)?;
+    let mut out = Vec::with_capacity(HEADER_LEN as usize + total);
+    out.extend_from_slice(&data[..HEADER_LEN as usize]);
+    for &(at, n) in &frames {
+        out.extend_from_slice(&data[at..at + n]);
+    }
+    let fresh = dir.join(format!("{FILE}.repair"));
+    let mut f = File::create(&fresh).map_err(backend)?;
+    f.write_all(&out).map_err(backend)?;
+    f.sync_all().map_err(backend)?;
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let kept = dir.join(format!("{FILE}.damaged-{ms}"));
+    std::fs::rename(&path, &kept).map_err(backend)?;
+    std::fs::rename(&fresh, &path).map_err(backend)?;
+    sync_dir(dir)?;
+    Ok(Repaired { dropped: damage, frames: frames.len(), bytes: total as u64, kept: Some(kept) })
+}
+
 impl Store for Log {
+    fn damage(&self) -> Vec<Damage> {
+        self.damage.clone()
+    }
+
     fn put_message(&self, relationship: Option<RelationshipId>, id: MessageId, bytes: &[u8]) -> Result<bool, Error> {
         let mut added = false;
         self.append(|index, out| {

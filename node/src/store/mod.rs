@@ -13,7 +13,7 @@ mod log;
 mod memory;
 
 pub use disk::Disk;
-pub use log::Log;
+pub use log::{repair, Log, Repaired};
 pub use memory::Memory;
 
 use rapport_protocol::{MessageId, RelationshipId, Timestamp};
@@ -34,6 +34,23 @@ pub enum Error {
         /// What was wrong.
         detail: String,
     },
+}
+
+/// A stretch of the log store that holds no whole frame, between whole frames: found, skipped
+/// and reported when the store opens (spec/node.md §4).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Damage {
+    /// Byte offset in the file.
+    pub offset: u64,
+    /// Bytes skipped.
+    pub len: u64,
+    /// Relationships the damaged bytes still name (possibly not all it held).
+    #[serde(serialize_with = "hex_ids")]
+    pub relationships: Vec<RelationshipId>,
+}
+
+fn hex_ids<S: serde::Serializer>(ids: &[RelationshipId], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ids.iter().map(|r| r.to_hex()))
 }
 
 /// A message waiting for its recipient's signed receipt.
@@ -95,6 +112,11 @@ pub trait Store: Send + Sync + 'static {
     fn peer(&self, peer: &str) -> Result<Option<Vec<String>>, Error>;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), Error>;
+
+    /// Damage found when the store opened, skipped so that everything else is served.
+    fn damage(&self) -> Vec<Damage> {
+        Vec::new()
+    }
     /// Work done off the event loop after a flush has been reported, to keep the next ones
     /// short (the log store zeros the file ahead of its appends). Nothing by default.
     fn prepare(&self) -> Result<(), Error> {

@@ -1,6 +1,6 @@
 //! One suite, run against every store, so that the in-memory store used by tests behaves as
 //! the disk stores do; then what only the log store does: reopening, cutting off a torn last
-//! write, and refusing damage it cannot explain.
+//! write, skipping and reporting damage, and repairing it.
 
 use rapport_protocol::{MessageId, RelationshipId};
 
@@ -171,25 +171,27 @@ fn log_store_extends_its_file_ahead_of_its_frames() {
 }
 
 #[test]
-fn log_store_refuses_damage_it_cannot_explain() {
+fn log_store_skips_damage_and_reports_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = reopened(dir.path()).path().to_path_buf();
     let whole = std::fs::read(&path).unwrap();
-    // A flipped bit in the first frame, with whole frames after it: acknowledged records would
-    // be lost, so the store does not open, and the file is left as it was.
+    // A flipped bit in the first frame, with whole frames after it: the frame is skipped and
+    // reported, everything after it served, and the file left as it was.
     let mut damaged = whole.clone();
     damaged[16 + 8 + 40] ^= 1;
     std::fs::write(&path, &damaged).unwrap();
-    let err = Log::open(dir.path()).unwrap_err();
-    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
-    assert!(err.to_string().contains("damaged frame at offset 16"), "{err}");
-    assert_eq!(std::fs::read(&path).unwrap(), damaged, "nothing cut");
+    let store = Log::open(dir.path()).unwrap();
+    assert_eq!(store.damage().len(), 1);
+    assert_eq!(store.damage()[0].offset, 16);
+    assert_eq!(store.outbox().unwrap(), vec![entry(2, 1)], "the frames after it are read");
+    drop(store);
+    assert_eq!(std::fs::read(&path).unwrap(), damaged, "nothing cut or overwritten");
     // A length damaged to run past the end of the file: the frames after it are still whole,
     // so this is damage too, not a torn last write.
     let mut long = whole.clone();
     long[16 + 3] = 0x7f;
     std::fs::write(&path, &long).unwrap();
-    assert!(matches!(Log::open(dir.path()).unwrap_err(), Error::Corrupt { .. }));
+    assert_eq!(Log::open(dir.path()).unwrap().damage().len(), 1);
     assert_eq!(std::fs::read(&path).unwrap(), long, "nothing cut");
     // Another format version, or another file altogether.
     let mut version = whole.clone();
@@ -223,4 +225,92 @@ fn disk_store_keeps_everything_across_reopen() {
     // The arrival counter continues after a reopen, so new messages sort after old ones.
     store.put_message(Some(rel(1)), id(0), b"three").unwrap();
     assert_eq!(store.relationship(&rel(1)).unwrap().last().map(Vec::as_slice), Some(b"three".as_slice()));
+}
+
+/// The frames of a log file: (start, length with head), up to the zeros.
+fn frames_of(data: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = 16;
+    while at + 8 <= data.len() {
+        let len = u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        out.push((at, 8 + len));
+        at += 8 + len;
+    }
+    out
+}
+
+/// Issue #22, point 7: one corrupt frame used to make the whole store unreadable. A byte
+/// flipped at a random offset of a log of 40 relationships (200 seeds): the log opens, every
+/// message outside the damaged frame is served byte for byte, the damage is reported at that
+/// frame (which names its relationship when the flip spares the record's head), and
+/// `repair` yields a log that opens clean with exactly those messages, keeping the damaged
+/// file beside it.
+#[test]
+fn log_store_survives_a_flipped_byte_anywhere_and_repair_salvages_the_rest() {
+    use rand::{Rng as _, SeedableRng as _};
+    let built = tempfile::tempdir().unwrap();
+    let mut messages = Vec::new();
+    {
+        let store = Log::open(built.path()).unwrap();
+        for r in 0..40u8 {
+            for m in 0..2u8 {
+                let n = r * 2 + m;
+                let bytes = vec![n; 50 + usize::from(n)];
+                store.put_message(Some(rel(r)), id(n), &bytes).unwrap();
+                messages.push((rel(r), id(n), bytes));
+            }
+        }
+        store.flush().unwrap();
+    }
+    let original = std::fs::read(built.path().join("records")).unwrap();
+    let frames = frames_of(&original);
+    assert_eq!(frames.len(), 80, "one frame per message");
+    let end = frames.last().map(|(a, n)| a + n).unwrap();
+    for seed in 0..200u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let at = rng.gen_range(16..end);
+        let bit = 1u8 << rng.gen_range(0..8);
+        let hit = frames.iter().position(|(a, n)| (*a..a + n).contains(&at)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // The frames and a little of the zeros ahead of them (the rest only costs time).
+        let mut data = original[..end + 4096].to_vec();
+        data[at] ^= bit;
+        std::fs::write(dir.path().join("records"), &data).unwrap();
+        let store = Log::open(dir.path()).unwrap_or_else(|e| panic!("seed {seed}, offset {at}: {e}"));
+        for (i, (r, m, bytes)) in messages.iter().enumerate() {
+            if i != hit {
+                assert_eq!(store.message(m).unwrap().as_ref(), Some(bytes), "seed {seed}: message {i} lost");
+                assert!(store.relationship(r).unwrap().contains(bytes), "seed {seed}: {i} not indexed");
+            }
+        }
+        if hit + 1 < frames.len() {
+            let damage = store.damage();
+            assert_eq!(damage.len(), 1, "seed {seed}");
+            assert_eq!(damage[0].offset, frames[hit].0 as u64, "seed {seed}");
+            let record_head = frames[hit].0 + 8 + 2 + 16;
+            if at >= record_head {
+                assert_eq!(damage[0].relationships, vec![messages[hit].0], "seed {seed}");
+            }
+        } else {
+            assert!(store.damage().is_empty(), "a damaged last frame is a torn write, cut");
+        }
+        drop(store);
+        let repaired = repair(dir.path()).unwrap();
+        let kept = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.starts_with("records.damaged-").then_some(name)
+        });
+        assert_eq!(kept.count(), usize::from(repaired.kept.is_some()), "seed {seed}");
+        let store = Log::open(dir.path()).unwrap();
+        assert!(store.damage().is_empty(), "seed {seed}: repaired");
+        for (i, (_, m, bytes)) in messages.iter().enumerate() {
+            let want = (i != hit).then_some(bytes);
+            assert_eq!(store.message(m).unwrap().as_ref(), want, "seed {seed}: message {i} after repair");
+        }
+        let again = repair(dir.path()).unwrap();
+        assert!(again.kept.is_none() && again.dropped.is_empty(), "a whole log is left as it is");
+    }
 }
