@@ -437,7 +437,7 @@ mod tests {
         ids.manifest.ids.swap(0, 1);
         assert_eq!(code(&ids), "manifest-edited");
         let mut flipped = good.clone();
-        let mut bytes = hex::decode(&flipped.seal.clone().unwrap()).unwrap();
+        let mut bytes = hex::decode(flipped.seal.as_deref().unwrap()).unwrap();
         *bytes.last_mut().unwrap() ^= 1;
         flipped.seal = Some(hex::encode(bytes));
         let e = flipped.verify().unwrap_err();

@@ -617,7 +617,11 @@ impl Engine {
     /// in-memory phase already counts them), sealed as of now.
     fn export(&self, rel: RelationshipId) -> Result<Bundle, Error> {
         let Some(relationship) = self.relationships.get(&rel) else {
-            return Err(Error::NotFound(format!("no relationship {rel}")));
+            // A damaged record is never sealed: the seal would vouch for what is left of it.
+            return Err(Error::NotFound(match self.relationships.damaged().get(&rel) {
+                Some(why) => format!("relationship {rel} is set aside as damaged and is not exported: {why}"),
+                None => format!("no relationship {rel}"),
+            }));
         };
         let mut envelopes: Vec<Arc<[u8]>> = self.store.relationship(&rel)?.into_iter().map(Arc::from).collect();
         let mut held: HashSet<MessageId> = envelopes.iter().map(|e| MessageId::of(e)).collect();
