@@ -488,56 +488,6 @@ fn lines(v: &Value, each: impl Fn(&Value) -> String) -> String {
     v.as_array().map(|a| a.iter().map(each).collect::<Vec<_>>().join("\n")).unwrap_or_default()
 }
 
-/// The status lines about a damaged store, if it is.
-fn damage(v: &Value) -> String {
-    let mut out = String::new();
-    for d in v["damage"].as_array().into_iter().flatten() {
-        out.push_str(&format!(
-            "\ndamage         {} bytes at offset {}, skipped; naming relationships: {} (stop the node and run `rapport repair`)",
-            s(d, "len"),
-            s(d, "offset"),
-            d["relationships"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()
-        ));
-    }
-    for d in v["damaged"].as_array().into_iter().flatten() {
-        out.push_str(&format!("\nset aside      relationship {}: {}", s(d, "relationship"), s(d, "detail")));
-    }
-    out
-}
-
-/// A terms document (spec §5.3) that `terms propose` accepts as it is: a year at 0.21 EUR per
-/// kWh, renewed only if both agree, a month's notice, location data for the service itself,
-/// the customer's data back within 30 days of notice and deleted within 60.
-pub fn example_terms() -> Value {
-    json!({
-        "duration": 31_536_000,
-        "renewal": "opt_in",
-        "notice_period": 2_592_000,
-        "price": { "model": "per_usage", "amount": { "currency": "EUR", "minor_units": 21 }, "metric": "kWh" },
-        "data": { "purposes": ["dpv:ServiceProvision"], "categories": ["pd:Location"] },
-        "portability": { "format": "application/json", "deadline": 2_592_000 },
-        "deletion_deadline": 5_184_000,
-        "exit_fee": { "currency": "EUR", "minor_units": 0 }
-    })
-}
-
-/// One entry of a relationship's log in plain words: `seq`, time, kind and what it says, then
-/// its id and sender.
-fn timeline_entry(m: &Value) -> String {
-    let seq = match m["seq"].as_u64() {
-        Some(0) | None => "  ·".to_owned(),
-        Some(n) => format!("{n:>3}"),
-    };
-    format!(
-        "{seq}  {}  {:<21} {}\n     id {}  from {:.16}",
-        describe::datetime(m["created_at"].as_u64().unwrap_or(0)),
-        s(m, "kind"),
-        describe::summary(&s(m, "kind"), &m["body"]),
-        s(m, "id"),
-        s(m, "from")
-    )
-}
-
 /// Renders a command's JSON result for people.
 type Render = Box<dyn Fn(&Value) -> String>;
 
@@ -570,7 +520,7 @@ async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::
                         s(v, "peers"),
                         s(v, "outbox"),
                         v["relationships"],
-                    ) + &damage(v)
+                    ) + &describe::damage(v)
                 }),
             ),
             Command::Id => {
@@ -650,13 +600,14 @@ async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::
                             s(v, "acknowledgements")
                         ) + &consents(v)
                             + "\n\n"
-                            + &lines(&v["log"], timeline_entry)
+                            + &lines(&v["log"], describe::timeline_entry)
                     }),
                 )
             }
-            Command::Log { rel } => {
-                (client.get(&format!("/v1/relationships/{rel}/log")).await?, Box::new(|v| lines(v, timeline_entry)))
-            }
+            Command::Log { rel } => (
+                client.get(&format!("/v1/relationships/{rel}/log")).await?,
+                Box::new(|v| lines(v, describe::timeline_entry)),
+            ),
             Command::Export { rel, out, force } => {
                 let dest = export::check(&out, dir, force)?;
                 let bundle: Value = client.get(&format!("/v1/relationships/{rel}/export")).await?;
@@ -822,7 +773,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Terms { action: TermsAction::Propose { example: true, .. } } => {
-            println!("{}", serde_json::to_string_pretty(&example_terms())?);
+            println!("{}", serde_json::to_string_pretty(&describe::example_terms())?);
             Ok(())
         }
         Command::Verify { file, allow_unsigned } => {
@@ -854,71 +805,4 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use clap::CommandFactory as _;
-
-    use super::*;
-
-    /// Every `§N` a help text cites, with the command it belongs to (`terms propose`).
-    fn citations(cmd: &clap::Command, path: &str, out: &mut Vec<(String, String)>) {
-        let mut texts: Vec<String> =
-            [cmd.get_about(), cmd.get_long_about()].into_iter().flatten().map(|t| t.to_string()).collect();
-        for arg in cmd.get_arguments() {
-            texts.extend([arg.get_help(), arg.get_long_help()].into_iter().flatten().map(|t| t.to_string()));
-        }
-        for text in texts {
-            for (i, _) in text.match_indices("spec §") {
-                let rest = &text[i + "spec §".len()..];
-                let n: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
-                out.push((path.trim().to_owned(), n.trim_end_matches('.').to_owned()));
-            }
-        }
-        for sub in cmd.get_subcommands() {
-            citations(sub, &format!("{path} {}", sub.get_name()), out);
-        }
-    }
-
-    /// `terms propose --example` prints terms that the checks of `POST /v1/send` accept.
-    #[test]
-    fn the_example_terms_are_valid() {
-        let req = crate::api::SendRequest {
-            relationship: None,
-            to: Some("11".repeat(32)),
-            body: json!({ "role": "customer", "terms": example_terms() }),
-        };
-        req.check("terms_proposal").unwrap();
-        let parsed = Cli::try_parse_from(["rapport", "terms", "propose", "--example"]).unwrap();
-        assert!(matches!(parsed.command, Command::Terms { action: TermsAction::Propose { example: true, .. } }));
-        assert!(Cli::try_parse_from(["rapport", "terms", "propose", "--rel", "ab"]).is_err(), "terms are required");
-    }
-
-    /// `rapport --help` once cited §5.12–§5.14 for the commands of §5.10–§5.12. Each command's
-    /// citation must name a heading of spec/protocol.md that is about that command.
-    #[test]
-    fn every_section_a_help_text_cites_exists_and_is_about_its_command() {
-        let spec = include_str!("../../spec/protocol.md");
-        // What the cited heading must say, per command.
-        let about = [
-            ("introduce", "`introduction`"),
-            ("separate", "`separation_notice`"),
-            ("dispose", "`disposition_statement`"),
-            ("share", "`data_share`"),
-            ("send", "Message kinds"),
-            ("terms propose", "`terms_proposal`"),
-        ];
-        let mut cited = Vec::new();
-        citations(&Cli::command(), "", &mut cited);
-        assert!(cited.len() >= about.len(), "{cited:?}");
-        for (command, section) in &cited {
-            let heading = spec
-                .lines()
-                .find(|l| l.starts_with('#') && l.trim_start_matches('#').starts_with(&format!(" {section} ")))
-                .unwrap_or_else(|| panic!("`rapport {command}` cites §{section}, which spec/protocol.md lacks"));
-            let (_, must) = about
-                .iter()
-                .find(|(c, _)| c == command)
-                .unwrap_or_else(|| panic!("`rapport {command}` cites §{section}: add what it must be about here"));
-            assert!(heading.contains(must), "`rapport {command}` cites {heading:?}, not about {must}");
-        }
-    }
-}
+mod tests;

@@ -210,13 +210,10 @@ fn a_flooded_daemon_keeps_its_limits_and_serves_its_peers() {
 
     let root = tempfile::tempdir().unwrap();
     let mut victim = Daemon::init(root.path(), "victim");
-    let config = victim.dir.join("config.toml");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!("\nmax_connections = {MAX_CONNECTIONS}\n"));
+    victim.configure(&format!("max_connections = {MAX_CONNECTIONS}"));
     // The legitimate peer opens a relationship every 20 ms and the victim never answers: a
     // stranger's quotas (tested in the hostile suite) would refuse it after 16.
-    text.push_str("max_unanswered_per_key = 1000000\nmax_unanswered_per_peer = 1000000\n");
-    std::fs::write(&config, text).unwrap();
+    victim.configure("max_unanswered_per_key = 1000000\nmax_unanswered_per_peer = 1000000");
     victim.start();
     let pid = victim.pid();
     let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", victim.port).parse().unwrap();

@@ -186,10 +186,7 @@ fn a_stranger_cannot_fill_the_disk_and_a_blocked_key_is_refused() {
     let mut customer = Daemon::init(root.path(), "customer");
     // Defaults but for the byte quota, lowered so that a few 4 KB offers reach it within the
     // rate of 10 a minute.
-    let config = customer.dir.join("config.toml");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("max_unanswered_bytes = 24576\n");
-    std::fs::write(&config, text).unwrap();
+    customer.configure("max_unanswered_bytes = 24576");
     customer.start();
     let attacker = SigningKey::from_bytes(&[66; 32]);
     let honest = SigningKey::from_bytes(&[7; 32]);
@@ -471,10 +468,7 @@ fn a_gossip_flood_costs_bounded_memory_and_no_disk() {
     let mut customer = Daemon::init(root.path(), "customer");
     // The neighbour opens a relationship every 50 ms, which the quotas (tested above) would
     // refuse after 16.
-    let config = customer.dir.join("config.toml");
-    let text = std::fs::read_to_string(&config).unwrap()
-        + "max_unanswered_per_key = 100000\nmax_unanswered_per_peer = 100000\n";
-    std::fs::write(&config, text).unwrap();
+    customer.configure("max_unanswered_per_key = 100000\nmax_unanswered_per_peer = 100000");
     customer.start();
     let honest = SigningKey::from_bytes(&[7; 32]);
     let mut neighbour = Wire::connect(&customer, &honest);

@@ -2,7 +2,7 @@
 //! durations, and a one-line summary of each kind's body, from the JSON the API gives
 //! (`GET /v1/relationships/{id}/log`, `GET /v1/public`). `--json` prints the JSON itself.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or_default()
@@ -220,6 +220,56 @@ pub(super) fn summary(kind: &str, b: &Value) -> String {
         "problem_report" => format!("refused {} ({}): {}", short(s(b, "message")), s(b, "code"), s(b, "text")),
         _ => String::new(),
     }
+}
+
+/// The status lines about a damaged store, if it is.
+pub(super) fn damage(v: &Value) -> String {
+    let mut out = String::new();
+    for d in v["damage"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "\ndamage         {} bytes at offset {}, skipped; naming relationships: {} (stop the node and run `rapport repair`)",
+            d["len"],
+            d["offset"],
+            d["relationships"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+        ));
+    }
+    for d in v["damaged"].as_array().into_iter().flatten() {
+        out.push_str(&format!("\nset aside      relationship {}: {}", s(d, "relationship"), s(d, "detail")));
+    }
+    out
+}
+
+/// A terms document (spec §5.3) that `terms propose` accepts as it is: a year at 0.21 EUR per
+/// kWh, renewed only if both agree, a month's notice, location data for the service itself,
+/// the customer's data back within 30 days of notice and deleted within 60.
+pub(super) fn example_terms() -> Value {
+    json!({
+        "duration": 31_536_000,
+        "renewal": "opt_in",
+        "notice_period": 2_592_000,
+        "price": { "model": "per_usage", "amount": { "currency": "EUR", "minor_units": 21 }, "metric": "kWh" },
+        "data": { "purposes": ["dpv:ServiceProvision"], "categories": ["pd:Location"] },
+        "portability": { "format": "application/json", "deadline": 2_592_000 },
+        "deletion_deadline": 5_184_000,
+        "exit_fee": { "currency": "EUR", "minor_units": 0 }
+    })
+}
+
+/// One entry of a relationship's log in plain words: `seq`, time, kind and what it says, then
+/// its id and sender.
+pub(super) fn timeline_entry(m: &Value) -> String {
+    let seq = match m["seq"].as_u64() {
+        Some(0) | None => "  ·".to_owned(),
+        Some(n) => format!("{n:>3}"),
+    };
+    format!(
+        "{seq}  {}  {:<21} {}\n     id {}  from {:.16}",
+        datetime(m["created_at"].as_u64().unwrap_or(0)),
+        s(m, "kind"),
+        summary(s(m, "kind"), &m["body"]),
+        s(m, "id"),
+        s(m, "from")
+    )
 }
 
 #[cfg(test)]

@@ -5,8 +5,10 @@
 //! ([`commit`]: one write and one flush for the events handled while the loop was busy) and
 //! receipts go out only after the flush that covers their message.
 
+mod commands;
 mod commit;
 mod discovery;
+mod gossip;
 mod inbound;
 mod outbound;
 pub mod outbox;
@@ -32,6 +34,7 @@ use crate::metrics::{CodeLabel, Metrics};
 use crate::network::codec::{Envelope, Refused, Request, Response};
 use crate::network::{self, Behaviour, BehaviourEvent};
 use crate::store::{OutboxEntry, Store, Write};
+use gossip::Checked;
 pub use relationships::{Relationships, Summary};
 
 /// Commands waiting for the loop, at most.
@@ -232,19 +235,6 @@ impl Handle {
         self.0.send(make(tx)).await.map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)
     }
-}
-
-/// The outcome of a signature check on the worker pool.
-enum Checked {
-    /// A public message heard on a gossip topic: gossipsub holds it, unforwarded, until the
-    /// engine reports on it.
-    Public {
-        opened: Result<Message, rapport_protocol::envelope::Error>,
-        /// Gossipsub's id of it.
-        id: gossipsub::MessageId,
-        /// The peer it came from.
-        source: PeerId,
-    },
 }
 
 /// What the codec read: opened already (the node's codec opens every envelope on the
@@ -549,112 +539,6 @@ impl Engine {
         }
     }
 
-    fn on_command(&mut self, command: Command) {
-        match command {
-            Command::Status(reply) => {
-                let _ = reply.send(self.status());
-            }
-            Command::Peers { all, reply } => {
-                let _ = reply.send(self.peers(all));
-            }
-            Command::Find(peer, reply) => self.find(peer, reply),
-            Command::Connect(addr, reply) => {
-                let opts = libp2p::swarm::dial_opts::DialOpts::from(addr);
-                let connection = opts.connection_id();
-                match self.swarm.dial(opts) {
-                    // Answered when the connection is up or the dial has failed.
-                    Ok(()) => {
-                        self.connects.insert(connection, reply);
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(Error::BadRequest(format!("cannot dial: {e}"))));
-                    }
-                }
-            }
-            Command::Send(draft, reply) => {
-                if draft.relationship.is_none() && draft.to.is_none() {
-                    let _ = reply.send(self.publish(draft.body));
-                    return;
-                }
-                match self.stage(*draft) {
-                    Ok(staged) => self.unwritten.push(Pending::Sent(staged, reply)),
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
-            }
-            Command::Relationships(reply) => {
-                let _ = reply.send(self.relationships.summaries(&self.identity.key_id()));
-            }
-            Command::Public(reply) => {
-                let _ = reply.send(self.public.iter().cloned().collect());
-            }
-            Command::Block { key, block, reply } => {
-                let _ = reply.send(self.block(key, block));
-            }
-            Command::Blocked(reply) => {
-                let _ = reply.send(self.quotas.blocked());
-            }
-            Command::RetryNow(reply) => {
-                let now = self.now();
-                for entry in self.outbox.values_mut() {
-                    entry.next_attempt = entry.next_attempt.min(now);
-                }
-                self.send_due();
-                let _ = reply.send(self.outbox.len());
-            }
-            Command::RefreshGauges(reply) => {
-                self.metrics.set_relationships(&self.relationships.by_phase());
-                let _ = reply.send(());
-            }
-            Command::Export(rel, reply) => {
-                let _ = reply.send(self.export(rel));
-            }
-        }
-    }
-
-    /// The bundle of `rel`: every message stored under it, then those this turn staged (the
-    /// in-memory phase already counts them), sealed as of now.
-    fn export(&self, rel: RelationshipId) -> Result<Bundle, Error> {
-        let Some(relationship) = self.relationships.get(&rel) else {
-            // A damaged record is never sealed: the seal would vouch for what is left of it.
-            return Err(Error::NotFound(match self.relationships.damaged().get(&rel) {
-                Some(why) => format!("relationship {rel} is set aside as damaged and is not exported: {why}"),
-                None => format!("no relationship {rel}"),
-            }));
-        };
-        let mut envelopes: Vec<Arc<[u8]>> = self.store.relationship(&rel)?.into_iter().map(Arc::from).collect();
-        let mut held: HashSet<MessageId> = envelopes.iter().map(|e| MessageId::of(e)).collect();
-        for write in &self.writes {
-            if let Write::Message { relationship: Some(r), id, bytes } = write {
-                if *r == rel && held.insert(*id) {
-                    envelopes.push(bytes.clone());
-                }
-            }
-        }
-        Bundle::new(rel, &self.identity.key, self.now(), relationship.phase().as_str(), &envelopes)
-            .map_err(|e| refused(&e, &e))
-    }
-
-    fn status(&self) -> Status {
-        Status {
-            peer_id: self.swarm.local_peer_id().to_string(),
-            key_id: self.identity.key_id().to_hex(),
-            network: self.network.clone(),
-            listen: self.swarm.listeners().map(ToString::to_string).collect(),
-            peers: self.swarm.connected_peers().count(),
-            outbox: self.outbox.len(),
-            relationships: self.relationships.by_phase(),
-            damage: self.store.damage(),
-            damaged: self
-                .relationships
-                .damaged()
-                .iter()
-                .map(|(id, detail)| Damaged { relationship: id.to_hex(), detail: detail.clone() })
-                .collect(),
-        }
-    }
-
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
         use libp2p::metrics::Recorder as _;
         self.metrics.libp2p.record(&event);
@@ -810,71 +694,6 @@ impl Engine {
         }
     }
 
-    /// Checks `bytes` on the worker pool, if a worker is free; whether it will be checked.
-    fn check(
-        &mut self,
-        make: impl FnOnce(Result<Message, rapport_protocol::envelope::Error>) -> Checked + Send + 'static,
-        bytes: Vec<u8>,
-    ) -> bool {
-        // The permit is taken before anything is spawned, so a flood holds at most
-        // MAX_VERIFYING messages in memory; gossip is best effort, and what does not fit is
-        // dropped and counted (gossipsub's own dedup and the publisher's later messages make up
-        // for it).
-        let Ok(permit) = self.verifying.clone().try_acquire_owned() else {
-            self.metrics.gossip_dropped.inc();
-            debug!("verification workers full; gossiped message dropped");
-            return false;
-        };
-        let tx = self.checked_tx.clone();
-        tokio::spawn(async move {
-            let checked = tokio::task::spawn_blocking(move || make(Message::open(&bytes))).await;
-            if let Ok(checked) = checked {
-                let _ = tx.send(checked).await;
-            }
-            drop(permit);
-        });
-        true
-    }
-
-    /// Tells gossipsub what the check of a message it holds found: only accepted messages are
-    /// forwarded to the mesh, so that a node never relays what it would refuse.
-    fn validated(&mut self, id: &gossipsub::MessageId, source: &PeerId, verdict: gossipsub::MessageAcceptance) {
-        let _ = self.swarm.behaviour_mut().gossipsub.report_message_validation_result(id, source, verdict);
-    }
-
-    fn on_checked(&mut self, checked: Checked) {
-        match checked {
-            Checked::Public { opened, id, source } => {
-                use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
-                let verdict = match opened {
-                    Ok(m) if self.quotas.is_blocked(&m.header().from) => {
-                        self.metrics.gossip_blocked.inc();
-                        debug!(kind = %m.kind(), from = %m.header().from, "gossiped message from a blocked key; dropped");
-                        Ignore
-                    }
-                    // Others' public messages are kept in memory only (the latest MAX_PUBLIC),
-                    // never stored: what anyone may publish must not fill the disk.
-                    Ok(m)
-                        if m.header().relationship.is_none()
-                            && matches!(m.body(), Body::Offer(_) | Body::Intent(_)) =>
-                    {
-                        self.remember_public(m);
-                        Accept
-                    }
-                    Ok(m) => {
-                        debug!(kind = %m.kind(), "gossiped message that is not public; refused");
-                        Reject
-                    }
-                    Err(e) => {
-                        debug!(error = %e, "invalid gossiped message; refused");
-                        Reject
-                    }
-                };
-                self.validated(&id, &source, verdict);
-            }
-        }
-    }
-
     /// Messages waiting for `peer` go now rather than at their next backoff.
     fn deliver_waiting(&mut self, peer: &PeerId) {
         let peer = peer.to_string();
@@ -882,27 +701,6 @@ impl Engine {
         for id in waiting {
             self.deliver(id);
         }
-    }
-
-    /// Blocks or unblocks `key` and saves the list; on a failed save nothing changes.
-    fn block(&mut self, key: KeyId, block: bool) -> Result<bool, Error> {
-        if block && key == self.identity.key_id() {
-            return Err(Error::BadRequest("a node cannot block its own key".into()));
-        }
-        let changed = if block { self.quotas.block(key) } else { self.quotas.unblock(&key) };
-        if changed {
-            if let Err(e) = quota::write_blocked(&self.blocked_path, &self.quotas.blocked()) {
-                if block {
-                    self.quotas.unblock(&key);
-                } else {
-                    self.quotas.block(key);
-                }
-                return Err(Error::File(format!("cannot save {}: {e}", self.blocked_path.display())));
-            }
-            info!(%key, blocked = block, "block list changed");
-        }
-        self.metrics.blocked_keys.set(self.quotas.blocked().len() as i64);
-        Ok(changed)
     }
 
     /// The outbox gauge; relationships by phase are counted when `/metrics` is read

@@ -115,6 +115,13 @@ impl Daemon {
     }
 
     /// The running daemon's process id.
+    /// Appends `settings` (TOML lines) to the node's `config.toml`, for its next start.
+    pub fn configure(&self, settings: &str) {
+        let path = self.dir.join("config.toml");
+        let text = std::fs::read_to_string(&path).unwrap() + "\n" + settings + "\n";
+        std::fs::write(&path, text).unwrap();
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
