@@ -106,25 +106,16 @@ impl<P: Clone + Eq + Hash> Quotas<P> {
         let l = &self.limits;
         match (target, self.unanswered.get(&rel)) {
             (Target::New, _) => {
-                let by_key = self.per_key.get(from).copied().unwrap_or(0);
-                if by_key >= l.max_unanswered_per_key as usize {
-                    return Err((
-                        Code::QuotaExceeded,
-                        format!(
-                            "this key has {by_key} relationships awaiting this node's first answer (at most {})",
-                            l.max_unanswered_per_key
-                        ),
-                    ));
-                }
-                let by_peer = self.per_peer.get(peer).copied().unwrap_or(0);
-                if by_peer >= l.max_unanswered_per_peer as usize {
-                    return Err((
-                        Code::QuotaExceeded,
-                        format!(
-                            "this peer delivered {by_peer} relationships awaiting this node's first answer (at most {})",
-                            l.max_unanswered_per_peer
-                        ),
-                    ));
+                let by_key = (self.per_key.get(from).copied().unwrap_or(0), l.max_unanswered_per_key, "this key has");
+                let by_peer =
+                    (self.per_peer.get(peer).copied().unwrap_or(0), l.max_unanswered_per_peer, "this peer delivered");
+                for (held, max, who) in [by_key, by_peer] {
+                    if held >= max as usize {
+                        return Err((
+                            Code::QuotaExceeded,
+                            format!("{who} {held} relationships awaiting this node's first answer (at most {max})"),
+                        ));
+                    }
                 }
                 if len as u64 > l.max_unanswered_bytes {
                     return Err((Code::QuotaExceeded, over_bytes(0, len, l.max_unanswered_bytes)));
