@@ -303,11 +303,11 @@ pub struct Config {
     pub max_memory_fraction: f64,
     /// Storage backend.
     pub store: StoreKind,
-    /// What the node stores for peers its owner has not answered (spec/node.md §3.2).
+    /// What the node stores for peers its owner has not answered (spec/node.md §3.1).
     pub quota: Quota,
 }
 
-/// The quotas on what peers may make a node store (spec/node.md §3.2). A relationship is
+/// The quotas on what peers may make a node store (spec/node.md §3.1). A relationship is
 /// *unanswered* while its owner has sent no message in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quota {

@@ -73,7 +73,7 @@ pub struct Metrics {
     pub unsolicited_acks: Counter,
     /// Keys the owner has blocked.
     pub blocked_keys: Gauge,
-    /// Relationships strangers opened that await the owner's first answer (spec/node.md §3.2).
+    /// Relationships strangers opened that await the owner's first answer (spec/node.md §3.1).
     pub unanswered: Gauge,
     /// Gossiped public messages from blocked keys, dropped.
     pub gossip_blocked: Counter,

@@ -76,7 +76,7 @@ impl Engine {
     ///
     /// A blocked key is refused before anything else is looked at; a message already held is
     /// answered as before, whatever the quotas; anything new must fit the quotas (spec/node.md
-    /// §3.2) before the state machine sees it, and is charged to them once accepted.
+    /// §3.1) before the state machine sees it, and is charged to them once accepted.
     pub(super) fn accept(&mut self, peer: &PeerId, m: &Message) -> Result<Option<Vec<u8>>, (Code, String)> {
         let me = self.identity.key_id();
         let from = m.header().from;

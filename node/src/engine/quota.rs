@@ -1,4 +1,4 @@
-//! What a node stores for peers it has not answered (spec/node.md §3.2): per-key and per-peer
+//! What a node stores for peers it has not answered (spec/node.md §3.1): per-key and per-peer
 //! quotas on relationships awaiting the owner's first answer, a byte quota on each of them, a
 //! rate per relationship, and the owner's block list. Pure bookkeeping: the engine asks
 //! [`Quotas::check`] before a peer's message reaches the state machine and calls
