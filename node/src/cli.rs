@@ -9,7 +9,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
 use crate::api::{ConnectRequest, FindRequest};
-use crate::bundle::Unsigned;
 use crate::client::Client;
 use crate::config::{Config, Layer, Network};
 
@@ -776,30 +775,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&describe::example_terms())?);
             Ok(())
         }
-        Command::Verify { file, allow_unsigned } => {
-            let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let unsigned = if allow_unsigned { Unsigned::Allow } else { Unsigned::Refuse };
-            let report = crate::bundle::verify_file(&bytes, unsigned)?;
-            if cli.json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                let sealed = match (&report.sealed_by, report.sealed_by_role, report.sealed_at) {
-                    (Some(by), Some(role), Some(at)) => {
-                        let role = match role {
-                            rapport_protocol::Role::Customer => "customer",
-                            rapport_protocol::Role::Vendor => "vendor",
-                        };
-                        format!("sealed by the {role} {by} at {at}, complete as sealed")
-                    }
-                    _ => "UNSIGNED: nothing shows that no message was dropped or the manifest not edited".into(),
-                };
-                println!(
-                    "verified: relationship {} is {}; {} messages and {} receipts, all signatures strict-valid; {sealed}",
-                    report.relationship, report.phase, report.chained, report.acknowledgements
-                );
-            }
-            Ok(())
-        }
+        Command::Verify { file, allow_unsigned } => export::verify(&file, allow_unsigned, cli.json),
         command => runtime.block_on(client_command(&dir, cli.json, command)),
     }
 }

@@ -1,8 +1,11 @@
-//! Where `rapport export` puts a bundle (spec/node.md §6): standard output for `-`, otherwise a
-//! new file, written whole or not at all, never inside the data directory.
+//! `rapport export` and `rapport verify` (spec/node.md §6, §7). Export writes a bundle to
+//! standard output for `-`, otherwise to a new file, written whole or not at all, never inside
+//! the data directory; verify checks one offline.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+
+use crate::bundle::Unsigned;
 
 /// Where a bundle goes.
 #[derive(Debug)]
@@ -63,5 +66,31 @@ pub(super) fn write(path: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()
         std::io::ErrorKind::AlreadyExists => anyhow::anyhow!("{shown} exists; pass --force to replace it"),
         _ => anyhow::anyhow!("{shown}: {}", e.error),
     })?;
+    Ok(())
+}
+
+/// `rapport verify FILE`: checks a bundle offline and says who sealed it, or that nothing did.
+pub(super) fn verify(file: &Path, allow_unsigned: bool, json: bool) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let unsigned = if allow_unsigned { Unsigned::Allow } else { Unsigned::Refuse };
+    let report = crate::bundle::verify_file(&bytes, unsigned)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        let sealed = match (&report.sealed_by, report.sealed_by_role, report.sealed_at) {
+            (Some(by), Some(role), Some(at)) => {
+                let role = match role {
+                    rapport_protocol::Role::Customer => "customer",
+                    rapport_protocol::Role::Vendor => "vendor",
+                };
+                format!("sealed by the {role} {by} at {at}, complete as sealed")
+            }
+            _ => "UNSIGNED: nothing shows that no message was dropped or the manifest not edited".into(),
+        };
+        println!(
+            "verified: relationship {} is {}; {} messages and {} receipts, all signatures strict-valid; {sealed}",
+            report.relationship, report.phase, report.chained, report.acknowledgements
+        );
+    }
     Ok(())
 }
