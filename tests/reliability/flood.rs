@@ -193,13 +193,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
-/// The daemon's peak resident set (VmHWM), KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[test]
 fn a_flooded_daemon_keeps_its_limits_and_serves_its_peers() {
     let connections = setting("RAPPORT_FLOOD_CONNECTIONS", 1_000);
@@ -215,7 +208,6 @@ fn a_flooded_daemon_keeps_its_limits_and_serves_its_peers() {
     // stranger's quotas (tested in the hostile suite) would refuse it after 16.
     victim.configure("max_unanswered_per_key = 1000000\nmax_unanswered_per_peer = 1000000");
     victim.start();
-    let pid = victim.pid();
     let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", victim.port).parse().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
 
@@ -372,7 +364,7 @@ fn a_flooded_daemon_keeps_its_limits_and_serves_its_peers() {
     assert!(p99 < P99_LIMIT, "the legitimate peer's p99 latency was {p99:?}");
     let most = most_peers.load(Ordering::SeqCst);
     assert!(most <= MAX_CONNECTIONS, "{most} peers connected at once; cap {MAX_CONNECTIONS}");
-    let peak = peak_rss_kib(pid);
+    let peak = victim.peak_rss_kib();
     assert!(peak < RSS_LIMIT_KIB, "peak RSS {peak} KiB");
     // Nothing from the flood was stored: only the legitimate peer's offers.
     let stored = json(&victim.dir, &["relationships"]).as_array().unwrap().len();

@@ -168,13 +168,6 @@ fn metric(dir: &std::path::Path, runtime: &tokio::runtime::Runtime, line: &str) 
     runtime.block_on(client.get_text("/metrics")).unwrap().lines().any(|l| l == line)
 }
 
-/// The daemon's peak resident set (VmHWM), KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// Issue #22, point 3: strangers cannot fill the disk. A key opens relationships as fast as it
 /// can, a peer relays openings signed by fresh keys, a stranger floods one relationship and
 /// another fills one with large messages; each is refused at its quota with a signed problem
@@ -334,7 +327,7 @@ fn a_stranger_cannot_fill_the_disk_and_a_blocked_key_is_refused() {
     ] {
         assert!(metric(&customer.dir, rt, &line), "no metric line {line}");
     }
-    let attacked_rss = peak_rss_kib(customer.pid());
+    let attacked_rss = customer.peak_rss_kib();
     assert!(attacked_rss < 512 * 1024, "peak RSS {attacked_rss} KiB");
     customer.stop();
     customer.start();
@@ -358,7 +351,7 @@ fn a_stranger_cannot_fill_the_disk_and_a_blocked_key_is_refused() {
     assert!(metric(&customer.dir, rt, "rapport_blocked_keys 0"));
     assert!(metric(&customer.dir, rt, "rapport_messages_rejected_total{code=\"blocked\"} 1"), "after the restart, one");
     assert!(metric(&customer.dir, rt, "rapport_messages_rejected_total{code=\"quota-exceeded\"} 1"));
-    let rss = peak_rss_kib(customer.pid());
+    let rss = customer.peak_rss_kib();
     assert!(rss < 512 * 1024, "peak RSS {rss} KiB");
     println!(
         "\npeak RSS of the victim: {} MiB under attack, {} MiB after its restart",
@@ -497,7 +490,7 @@ fn a_gossip_flood_costs_bounded_memory_and_no_disk() {
     let grown = log_bytes(&customer.dir.join("log")) - store_before;
     let neighbours = u64::from(asked + 1) * 2048;
     assert!(grown > 0 && grown < neighbours, "the store grew by {grown} bytes");
-    let rss = peak_rss_kib(customer.pid());
+    let rss = customer.peak_rss_kib();
     assert!(rss < 512 * 1024, "peak RSS {rss} KiB");
     let metrics = neighbour
         .runtime
