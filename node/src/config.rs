@@ -307,34 +307,7 @@ pub struct Config {
     pub quota: Quota,
 }
 
-/// The quotas on what peers may make a node store (spec/node.md §3.1). A relationship is
-/// *unanswered* while its owner has sent no message in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quota {
-    /// Unanswered relationships, at most, opened by one key.
-    pub max_unanswered_per_key: u32,
-    /// Unanswered relationships, at most, delivered by one peer (whatever keys signed them).
-    pub max_unanswered_per_peer: u32,
-    /// Bytes of the other party's messages stored, at most, in one unanswered relationship.
-    pub max_unanswered_bytes: u64,
-    /// Messages a minute, at most, into one unanswered relationship (a minute's worth may come
-    /// at once).
-    pub max_unanswered_per_minute: u32,
-    /// Messages a minute, at most, into one answered relationship.
-    pub max_messages_per_minute: u32,
-}
-
-impl Default for Quota {
-    fn default() -> Quota {
-        Quota {
-            max_unanswered_per_key: 16,
-            max_unanswered_per_peer: 64,
-            max_unanswered_bytes: 256 * 1024,
-            max_unanswered_per_minute: 10,
-            max_messages_per_minute: 12_000,
-        }
-    }
-}
+pub use rapport_engine::quota::Quota;
 
 /// The defaults, the lowest layer.
 pub fn defaults() -> Layer {

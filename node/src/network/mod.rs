@@ -6,6 +6,7 @@
 //! different networks, and the IPFS DHT, never mix.
 
 pub mod codec;
+pub mod host;
 pub mod keep;
 pub mod pending;
 

@@ -16,7 +16,7 @@ pub use disk::Disk;
 pub use log::{repair, Log, Repaired};
 pub use memory::Memory;
 
-use rapport_protocol::{MessageId, RelationshipId, Timestamp};
+use rapport_protocol::{MessageId, RelationshipId};
 
 /// Why the store failed. Nothing the store reports is caused by a peer's input.
 #[derive(Debug, thiserror::Error)]
@@ -53,38 +53,7 @@ fn hex_ids<S: serde::Serializer>(ids: &[RelationshipId], s: S) -> Result<S::Ok, 
     s.collect_seq(ids.iter().map(|r| r.to_hex()))
 }
 
-/// A message waiting for its recipient's signed receipt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxEntry {
-    /// The message.
-    pub id: MessageId,
-    /// The recipient's libp2p peer id, as text.
-    pub peer: String,
-    /// Delivery attempts so far.
-    pub attempts: u32,
-    /// Earliest time of the next attempt, Unix ms.
-    pub next_attempt: Timestamp,
-    /// When the message was queued, Unix ms.
-    pub queued_at: Timestamp,
-}
-
-/// One write of a group commit.
-#[derive(Debug, Clone)]
-pub enum Write {
-    /// [`Store::put_message`].
-    Message {
-        /// The relationship to index it under, if any.
-        relationship: Option<RelationshipId>,
-        /// Its id.
-        id: MessageId,
-        /// The envelope.
-        bytes: std::sync::Arc<[u8]>,
-    },
-    /// [`Store::outbox_put`].
-    Outbox(OutboxEntry),
-    /// [`Store::outbox_remove`]: the message was delivered.
-    Delivered(MessageId),
-}
+pub use rapport_engine::store::{OutboxEntry, Write};
 
 /// Storage for one node. Implementations are shared between the event loop and the API, so
 /// every method takes `&self`.

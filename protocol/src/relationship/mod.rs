@@ -61,6 +61,9 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in lifecycle order.
+    pub const ALL: [Phase; 5] = [Phase::Proposed, Phase::Negotiating, Phase::Active, Phase::Separating, Phase::Closed];
+
     /// Lower-case name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rapport_node::engine::Relationships;
 use rapport_node::store::Store as _;
 use rapport_protocol::{Body, Code, MessageId, Phase, RelationshipId};
 
@@ -31,7 +30,8 @@ pub(crate) fn finish(w: &mut World) -> Result<(), Broken> {
     let mut held: BTreeMap<RelationshipId, Vec<Held>> = BTreeMap::new();
     for (i, n) in w.nodes.iter().enumerate() {
         let store_err = |e: rapport_node::store::Error| ("store", format!("node {i}: {e}"));
-        let reloaded = Relationships::load(&n.store).map_err(|e| ("restart", format!("node {i}: {e}")))?;
+        let reloaded =
+            rapport_node::engine::load_relationships(&n.store).map_err(|e| ("restart", format!("node {i}: {e}")))?;
         let view = n.relationships().ok_or(("liveness", format!("node {i} is down at the end")))?;
         for rel in n.store.relationships().map_err(store_err)? {
             let bytes = n.store.relationship(&rel).map_err(store_err)?;

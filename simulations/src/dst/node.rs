@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use rand_chacha::ChaCha8Rng;
-use rapport_node::engine::{outbox, Relationships};
+use rapport_node::engine::Relationships;
 use rapport_node::store::{OutboxEntry, Store as _, Write};
 use rapport_protocol::relationship::Policy;
 use rapport_protocol::{
@@ -141,7 +141,7 @@ impl Node {
     /// Starts the process as `Engine::new` does: relationships replayed from the store, the
     /// outbox and each entry's place in its relationship read back.
     pub(crate) fn start(&mut self) -> Result<(), String> {
-        let relationships = Relationships::load(&self.store).map_err(|e| e.to_string())?;
+        let relationships = rapport_node::engine::load_relationships(&self.store).map_err(|e| e.to_string())?;
         let outbox: BTreeMap<MessageId, OutboxEntry> =
             self.store.outbox().map_err(|e| e.to_string())?.into_iter().map(|e| (e.id, e)).collect();
         let mut order = BTreeMap::new();
@@ -582,7 +582,7 @@ fn retry_later(p: &mut Process, ctx: &Ctx<'_>, id: MessageId, rng: &mut ChaCha8R
     p.sending.remove(&id);
     let Some(entry) = p.outbox.get_mut(&id) else { return };
     entry.attempts = entry.attempts.saturating_add(1);
-    entry.next_attempt = ctx.now + outbox::backoff(entry.attempts, rng).as_millis() as u64;
+    entry.next_attempt = ctx.now + rapport_engine::backoff(entry.attempts, rng).as_millis() as u64;
     p.writes.push(Write::Outbox(entry.clone()));
 }
 

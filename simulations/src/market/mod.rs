@@ -24,7 +24,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rapport_node::engine::Relationships;
 use rapport_node::store::Store as _;
 use sha2::{Digest as _, Sha256};
 
@@ -217,7 +216,10 @@ fn assemble(d: &Driver, series: Vec<Sample>) -> Result<Report, Error> {
     let mut views = Vec::with_capacity(d.plan.nodes);
     for (i, node) in d.fleet.nodes.iter().enumerate() {
         let store: &dyn rapport_node::store::Store = node.store.as_ref();
-        views.push(Relationships::load(store).map_err(|e| Error::Store { node: i, detail: e.to_string() })?);
+        views.push(
+            rapport_node::engine::load_relationships(store)
+                .map_err(|e| Error::Store { node: i, detail: e.to_string() })?,
+        );
     }
     let mut digest = Sha256::new();
     let mut by_phase = Vec::new();

@@ -1,19 +1,15 @@
-//! The relationships this node is a party to, kept in memory and rebuilt from the store at
-//! start by replaying each one's stored messages in the order they were accepted.
+//! The relationships this node is a party to, kept in memory and rebuilt at start by replaying
+//! each one's stored messages in the order they were accepted (the driver reads them from its
+//! store and hands them over: [`Relationships::replay`]).
 
 use std::collections::HashMap;
 
 use rapport_protocol::relationship::{self, Policy};
 use rapport_protocol::{KeyId, Message, RelationshipId, Role, Timestamp};
 
-use crate::store::{self, Store};
-
 /// Why a stored relationship could not be rebuilt.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] store::Error),
     /// A stored message no longer opens or applies: the store was damaged or written by an
     /// incompatible version.
     #[error("relationship {relationship}: stored message {index} does not replay: {detail}")]
@@ -74,40 +70,39 @@ fn role_name(role: Role) -> &'static str {
 }
 
 impl Relationships {
-    /// Replays every stored relationship. One that no longer replays is set aside as damaged
-    /// (and named in the log) while the others load; so is one that damage in the store names,
-    /// since it may miss its last messages.
-    pub fn load(store: &dyn Store) -> Result<Relationships, Error> {
-        let mut map = HashMap::new();
-        let mut damaged = std::collections::BTreeMap::new();
-        for d in store.damage() {
-            for rel in d.relationships {
-                damaged.insert(
-                    rel,
-                    format!(
-                        "the store is damaged at offset {} ({} bytes) where it held messages of this relationship",
-                        d.offset, d.len
-                    ),
-                );
+    /// No relationships.
+    pub fn new() -> Relationships {
+        Relationships::default()
+    }
+
+    /// Sets `id` aside as damaged, with why: it is not served, and new messages in it are
+    /// refused, until the store is repaired (the store found damage where it held messages of
+    /// it, so it may miss its last ones).
+    pub fn set_damaged(&mut self, id: RelationshipId, why: String) {
+        self.map.remove(&id);
+        self.damaged.insert(id, why);
+    }
+
+    /// Rebuilds relationship `id` from its stored envelopes, in the order they were accepted.
+    /// One that no longer replays is set aside as damaged (and named in the log), and the
+    /// error says why.
+    pub fn replay<B: AsRef<[u8]>>(&mut self, id: RelationshipId, envelopes: &[B]) -> Result<(), Error> {
+        if self.damaged.contains_key(&id) {
+            return Ok(());
+        }
+        match Relationships::replay_one(&id, envelopes) {
+            Ok(Some(rel)) => {
+                self.map.insert(id, rel);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => {
+                tracing::warn!(relationship = %id, error = %e, "relationship set aside: it does not replay");
+                self.map.remove(&id);
+                self.damaged.insert(id, e.to_string());
+                Err(e)
             }
         }
-        for id in store.relationships()? {
-            if damaged.contains_key(&id) {
-                continue;
-            }
-            match Relationships::load_one(store, &id) {
-                Ok(Some(rel)) => {
-                    map.insert(id, rel);
-                }
-                Ok(None) => {}
-                Err(e @ Error::Replay { .. }) => {
-                    tracing::warn!(relationship = %id, error = %e, "relationship set aside: it does not replay");
-                    damaged.insert(id, e.to_string());
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(Relationships { map, damaged })
     }
 
     /// The relationships set aside as damaged, with why.
@@ -159,21 +154,24 @@ impl Relationships {
         self.map.remove(id);
     }
 
-    /// Reloads `id` from the store.
-    pub fn reload(&mut self, store: &dyn Store, id: &RelationshipId) -> Result<(), Error> {
+    /// Puts `id` back as its stored envelopes make it (after a write failed, so that our view
+    /// is what the store holds).
+    pub fn restore<B: AsRef<[u8]>>(&mut self, id: &RelationshipId, envelopes: &[B]) -> Result<(), Error> {
         self.forget(id);
-        let fresh = Relationships::load_one(store, id)?;
-        if let Some(rel) = fresh {
+        if let Some(rel) = Relationships::replay_one(id, envelopes)? {
             self.map.insert(*id, rel);
         }
         Ok(())
     }
 
-    fn load_one(store: &dyn Store, id: &RelationshipId) -> Result<Option<relationship::Relationship>, Error> {
+    fn replay_one<B: AsRef<[u8]>>(
+        id: &RelationshipId,
+        envelopes: &[B],
+    ) -> Result<Option<relationship::Relationship>, Error> {
         let mut rel: Option<relationship::Relationship> = None;
-        for (index, bytes) in store.relationship(id)?.iter().enumerate() {
+        for (index, bytes) in envelopes.iter().enumerate() {
             let replay = |detail: String| Error::Replay { relationship: *id, index, detail };
-            let m = Message::open(bytes).map_err(|e| replay(e.to_string()))?;
+            let m = Message::open(bytes.as_ref()).map_err(|e| replay(e.to_string()))?;
             let at = m.header().created_at;
             match rel.as_mut() {
                 None => {

@@ -1,35 +1,26 @@
-//! Peers' messages (spec/node.md §3): each one opened by the codec is accepted, stored and
-//! answered with a receipt after the group commit that makes it durable, or refused at once with
-//! a signed problem report that changes nothing. A repeat is answered with the stored receipt.
+//! Peers' messages (spec/node.md §3): each one is accepted, stored and answered with a receipt
+//! after the group commit that makes it durable, or refused at once with a signed problem
+//! report that changes nothing. A repeat is answered with the stored receipt. Gossiped public
+//! messages are kept in memory and forwarded only when valid.
 
-use libp2p::request_response::ResponseChannel;
-use libp2p::PeerId;
 use rapport_protocol::relationship::Policy;
 use rapport_protocol::{
-    Body, Class, Code, Event, HasCode as _, Header, KeyId, Message, MessageId, Payload, ProblemReport, Receipt,
-    RelationshipId,
+    envelope, Body, Class, Code, Event, HasCode as _, Header, KeyId, Message, MessageId, Payload, ProblemReport,
+    Receipt, RelationshipId,
 };
 use tracing::{debug, info, warn};
 
-use super::quota::Target;
-use super::{Engine, Pending};
-use super::{REFUSALS_LOGGED, REFUSAL_WINDOW};
-use crate::identity;
-use crate::network::codec::{Refused, Response};
-use crate::store::Write;
+use crate::commit::Pending;
+use crate::quota::Target;
+use crate::{ChannelId, GossipId, NodeId, Output, State, Unopened, Verdict, Write, REFUSALS_LOGGED, REFUSAL_WINDOW_MS};
 
-impl Engine {
-    /// A peer's message, opened by the codec: stored and receipted after the next flush, or
-    /// answered at once with a problem report.
-    pub(super) fn on_request(
-        &mut self,
-        peer: PeerId,
-        opened: Result<Message, Refused>,
-        channel: ResponseChannel<Response>,
-    ) {
+impl State {
+    /// A peer's message: stored and receipted after the next flush, or answered at once with a
+    /// problem report.
+    pub(crate) fn on_request(&mut self, peer: NodeId, channel: ChannelId, opened: Result<Message, Unopened>) {
         let answer = match opened {
-            Err(Refused { id, error }) => {
-                self.rejected(error.code());
+            Err(Unopened { id, error }) => {
+                self.metrics.rejected(error.code());
                 self.log_refusal(&peer, None, error.code(), &id);
                 self.problem(&peer, None, error.code(), &error.to_string(), Some(id))
             }
@@ -40,8 +31,7 @@ impl Engine {
             Ok(m) if m.kind().class() == Class::Ack => {
                 self.metrics.unsolicited_acks.inc();
                 debug!(%peer, kind = %m.kind(), "an acknowledgement sent as a request; not stored, not answered");
-                drop(channel);
-                return;
+                return self.output(Output::NoAnswer(channel));
             }
             Ok(m) => match self.accept(&peer, &m) {
                 Ok(Some(receipt)) => {
@@ -50,43 +40,41 @@ impl Engine {
                     info!(from = %h.from, %rel, seq = h.seq, kind = %m.kind(), id = %m.id(), "received");
                     self.metrics.received.inc();
                     self.update_gauges();
-                    self.unwritten.push(Pending::Receipt(channel, receipt, m.header().relationship));
+                    self.commit.wait(Pending::Receipt { channel, bytes: receipt, rel: m.header().relationship });
                     return;
                 }
                 // Already held, but perhaps not yet durable: its receipt waits for the next group
                 // commit like any other.
                 Ok(None) => {
                     let receipt = self.stored_receipt(&m).unwrap_or_else(|| self.receipt(&m));
-                    self.unwritten.push(Pending::Receipt(channel, receipt, None));
+                    self.commit.wait(Pending::Receipt { channel, bytes: receipt, rel: None });
                     return;
                 }
                 Err((code, detail)) => {
-                    self.rejected(code);
+                    self.metrics.rejected(code);
                     self.log_refusal(&peer, Some(&m.header().from), code, &m.id());
                     self.problem(&peer, m.header().relationship, code, &detail, Some(m.id()))
                 }
             },
         };
-        self.respond(channel, answer);
+        self.output(Output::Respond { channel, bytes: answer });
     }
 
-    /// Applies and stores a peer's verified message, delivered by `peer`. `Ok(Some(receipt))`:
-    /// stored, the receipt waits for the flush; `Ok(None)`: already held, answer with a receipt
-    /// at once.
+    /// Applies and stages a peer's verified message, delivered by `peer`. `Ok(Some(receipt))`:
+    /// staged, the receipt waits for the flush; `Ok(None)`: already held.
     ///
     /// A blocked key is refused before anything else is looked at; a message already held is
     /// answered as before, whatever the quotas; anything new must fit the quotas (spec/node.md
     /// §3.1) before the state machine sees it, and is charged to them once accepted.
-    pub(super) fn accept(&mut self, peer: &PeerId, m: &Message) -> Result<Option<Vec<u8>>, (Code, String)> {
-        let me = self.identity.key_id();
+    fn accept(&mut self, peer: &NodeId, m: &Message) -> Result<Option<Vec<u8>>, (Code, String)> {
         let from = m.header().from;
         if self.quotas.is_blocked(&from) {
             return Err((Code::Blocked, "this node's owner has blocked the sending key".into()));
         }
-        if m.header().to != Some(me) {
+        if m.header().to != Some(self.me) {
             return Err((Code::WrongRecipient, "the message is not addressed to this node".into()));
         }
-        let now = self.now();
+        let now = self.now;
         let quota = match m.header().relationship.map(|id| (id, self.relationships.get(&id))) {
             Some((_, Some(held))) if held.contains(&m.id()) => return Ok(None),
             Some((id, held)) => {
@@ -107,13 +95,13 @@ impl Engine {
         let rel = m.header().relationship;
         let receipt = self.sealed_receipt(m);
         // Written by the next group commit, before the receipt goes out.
-        self.writes.push(Write::Message { relationship: rel, id: m.id(), bytes: m.bytes_arc() });
+        self.commit.stage(Write::Message { relationship: rel, id: m.id(), bytes: m.bytes_arc() });
         // Our own receipt belongs to the relationship's record too.
         if let (Some(r), Some(_)) = (&receipt, rel) {
-            if let Err(e) = self.relationships.apply(r, self.now(), Policy::LIVE) {
+            if let Err(e) = self.relationships.apply(r, now, Policy::LIVE) {
                 warn!(error = %e, "own receipt refused by the state machine");
             }
-            self.writes.push(Write::Message { relationship: rel, id: r.id(), bytes: r.bytes_arc() });
+            self.commit.stage(Write::Message { relationship: rel, id: r.id(), bytes: r.bytes_arc() });
         }
         Ok(Some(receipt.map(|r| r.bytes().to_vec()).unwrap_or_default()))
     }
@@ -121,25 +109,24 @@ impl Engine {
     /// The receipt this node stored when it first accepted `m`. A repeat is answered with it,
     /// not with a new one, so that both parties hold the same signed record (spec/node.md §3)
     /// and no signature is made twice.
-    pub(super) fn stored_receipt(&self, m: &Message) -> Option<Vec<u8>> {
+    fn stored_receipt(&self, m: &Message) -> Option<Vec<u8>> {
         let rel = self.relationships.get(&m.header().relationship?)?;
-        let me = self.identity.key_id();
         rel.acknowledgements()
-            .find(|a| a.header().from == me && matches!(a.body(), Body::Receipt(r) if r.message == m.id()))
+            .find(|a| a.header().from == self.me && matches!(a.body(), Body::Receipt(r) if r.message == m.id()))
             .map(|a| a.bytes().to_vec())
     }
 
     /// A new signed receipt for `m`, as bytes to send.
-    pub(super) fn receipt(&self, m: &Message) -> Vec<u8> {
+    fn receipt(&self, m: &Message) -> Vec<u8> {
         self.sealed_receipt(m).map(|r| r.bytes().to_vec()).unwrap_or_default()
     }
 
     /// Our signed receipt for `m`. Sealing checks it as opening would, so it need not be
     /// opened again before it is applied and stored.
-    pub(super) fn sealed_receipt(&self, m: &Message) -> Option<Message> {
-        let h = Header::ack(m.header().relationship, self.identity.key_id(), m.header().from, self.now());
+    fn sealed_receipt(&self, m: &Message) -> Option<Message> {
+        let h = Header::ack(m.header().relationship, self.me, m.header().from, self.now);
         let body = Body::Receipt(Receipt { message: m.id() });
-        match Message::seal(Payload { header: h, body }, &self.identity.key) {
+        match Message::seal(Payload { header: h, body }, &self.key) {
             Ok(r) => Some(r),
             Err(e) => {
                 warn!(error = %e, "cannot sign a receipt");
@@ -151,10 +138,10 @@ impl Engine {
     /// One line at info for a refusal, at most [`REFUSALS_LOGGED`] a window: a peer that
     /// sends garbage as fast as it can must not fill the disk through the log. The lines left
     /// out are counted, and said at the next line (they are all in the metrics).
-    fn log_refusal(&mut self, peer: &PeerId, from: Option<&KeyId>, code: Code, id: &MessageId) {
-        let now = std::time::Instant::now();
-        let budget = &mut self.refusal_log;
-        if now.duration_since(budget.since) >= REFUSAL_WINDOW {
+    fn log_refusal(&mut self, peer: &NodeId, from: Option<&KeyId>, code: Code, id: &MessageId) {
+        let now = self.now;
+        let budget = &mut self.refusals;
+        if now.saturating_sub(budget.since) >= REFUSAL_WINDOW_MS {
             budget.since = now;
             budget.logged = 0;
         }
@@ -173,23 +160,49 @@ impl Engine {
     }
 
     /// Our signed problem report to `peer`.
-    pub(super) fn problem(
+    pub(crate) fn problem(
         &self,
-        peer: &PeerId,
+        peer: &NodeId,
         rel: Option<RelationshipId>,
         code: Code,
         text: &str,
         message: Option<MessageId>,
     ) -> Vec<u8> {
-        let to = identity::key_of(peer).unwrap_or(KeyId::from_bytes([0; 32]));
-        let h = Header::ack(rel, self.identity.key_id(), to, self.now());
+        let to = peer.key().unwrap_or(KeyId::from_bytes([0; 32]));
+        let h = Header::ack(rel, self.me, to, self.now);
         let body = Body::ProblemReport(ProblemReport::new(code, message, text));
-        match Message::seal(Payload { header: h, body }, &self.identity.key) {
+        match Message::seal(Payload { header: h, body }, &self.key) {
             Ok(r) => r.bytes().to_vec(),
             Err(e) => {
                 warn!(error = %e, "cannot sign a problem report");
                 Vec::new()
             }
         }
+    }
+
+    /// A gossiped message, opened off the state: only valid public offers and intents are
+    /// forwarded, and kept in memory (the latest [`MAX_PUBLIC`](crate::MAX_PUBLIC)), never
+    /// stored: what anyone may publish must not fill the disk.
+    pub(crate) fn on_gossip(&mut self, gossip: GossipId, opened: Result<Message, envelope::Error>) {
+        let verdict = match opened {
+            Ok(m) if self.quotas.is_blocked(&m.header().from) => {
+                self.metrics.gossip_blocked.inc();
+                debug!(kind = %m.kind(), from = %m.header().from, "gossiped message from a blocked key; dropped");
+                Verdict::Ignore
+            }
+            Ok(m) if m.header().relationship.is_none() && matches!(m.body(), Body::Offer(_) | Body::Intent(_)) => {
+                self.remember_public(m);
+                Verdict::Accept
+            }
+            Ok(m) => {
+                debug!(kind = %m.kind(), "gossiped message that is not public; refused");
+                Verdict::Reject
+            }
+            Err(e) => {
+                debug!(error = %e, "invalid gossiped message; refused");
+                Verdict::Reject
+            }
+        };
+        self.output(Output::Validated { gossip, verdict });
     }
 }

@@ -16,7 +16,34 @@ use std::hash::Hash;
 
 use rapport_protocol::{Code, KeyId, RelationshipId, Timestamp};
 
-use crate::config::Quota;
+/// The quotas on what peers may make a node store (spec/node.md §3.1). A relationship is
+/// *unanswered* while its owner has sent no message in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Unanswered relationships, at most, opened by one key.
+    pub max_unanswered_per_key: u32,
+    /// Unanswered relationships, at most, delivered by one peer (whatever keys signed them).
+    pub max_unanswered_per_peer: u32,
+    /// Bytes of the other party's messages stored, at most, in one unanswered relationship.
+    pub max_unanswered_bytes: u64,
+    /// Messages a minute, at most, into one unanswered relationship (a minute's worth may come
+    /// at once).
+    pub max_unanswered_per_minute: u32,
+    /// Messages a minute, at most, into one answered relationship.
+    pub max_messages_per_minute: u32,
+}
+
+impl Default for Quota {
+    fn default() -> Quota {
+        Quota {
+            max_unanswered_per_key: 16,
+            max_unanswered_per_peer: 64,
+            max_unanswered_bytes: 256 * 1024,
+            max_unanswered_per_minute: 10,
+            max_messages_per_minute: 12_000,
+        }
+    }
+}
 
 /// A refusal: the code for the problem report and its detail.
 pub type Refusal = (Code, String);
@@ -249,56 +276,6 @@ fn over_bytes(held: u64, len: usize, max: u64) -> String {
     )
 }
 
-/// The block list's file in the data directory: one hex key id per line; blank lines and lines
-/// starting with `#` are ignored.
-pub const BLOCKED_FILE: &str = "blocked";
-
-/// Reads the block list at `path`; a missing file is an empty list. A line that is not a key
-/// id is an error naming the line.
-pub fn read_blocked(path: &std::path::Path) -> Result<Vec<KeyId>, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-    };
-    let mut keys = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let key = KeyId::from_hex(line).ok_or_else(|| {
-            format!("invalid {}:{}: not a key id (one key id, 64 hex digits, per line)", path.display(), n + 1)
-        })?;
-        keys.push(key);
-    }
-    Ok(keys)
-}
-
-/// Replaces the block list at `path` with `keys`: written to a temporary file, synced, renamed
-/// over the old one (mode 0600), so that a crash leaves the old list or the new one.
-pub fn write_blocked(path: &std::path::Path, keys: &[KeyId]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut text = String::from("# Keys this node refuses every message from (rapport block, rapport unblock).\n");
-    for key in keys {
-        text.push_str(&key.to_hex());
-        text.push('\n');
-    }
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,20 +411,6 @@ mod tests {
         assert_eq!(send(&mut q, 1, 1, 0, Target::Held, 1_001, 0), Err(Code::QuotaExceeded));
         q.answered(&rel(0));
         send(&mut q, 1, 1, 9, Target::New, 1, 0).unwrap();
-    }
-
-    #[test]
-    fn the_block_list_file_round_trips_and_bad_lines_are_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(BLOCKED_FILE);
-        assert_eq!(read_blocked(&path).unwrap(), Vec::<KeyId>::new(), "no file, no keys");
-        write_blocked(&path, &[key(1), key(2)]).unwrap();
-        assert_eq!(read_blocked(&path).unwrap(), vec![key(1), key(2)]);
-        write_blocked(&path, &[key(2)]).unwrap();
-        assert_eq!(read_blocked(&path).unwrap(), vec![key(2)]);
-        std::fs::write(&path, format!("# mine\n\n{}\nnot a key\n", key(3).to_hex())).unwrap();
-        let e = read_blocked(&path).unwrap_err();
-        assert!(e.contains(":4:"), "{e}");
     }
 
     #[test]
