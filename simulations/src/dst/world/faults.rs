@@ -15,8 +15,19 @@ impl World {
                 let b = self.req_to.get(&req).copied().unwrap_or(a);
                 if !self.reachable(a, b) {
                     let d = self.rng.gen_range(1..500);
-                    self.after(d, Ev::Failure { node: a, req });
+                    self.after(d, Ev::Failure { node: a, req, unreachable: false });
                 }
+            }
+        }
+        // Both ends see the connection close.
+        let pairs: BTreeSet<(usize, usize)> = self.scripts.iter().map(|s| (s.vendor, s.customer)).collect();
+        for (a, b) in pairs {
+            if self.reachable(a, b) {
+                continue;
+            }
+            for (x, y) in [(a, b), (b, a)] {
+                let d = self.rng.gen_range(1..100);
+                self.after(d, Ev::Disconnected { node: x, peer: y });
             }
         }
     }
@@ -99,7 +110,8 @@ impl World {
         self.trace("restart", node as u64, 0, &[]);
         self.slots[node].down = false;
         self.slots[node].started = self.now;
-        if let Err(e) = self.nodes[node].start() {
+        let seed = self.rng.gen();
+        if let Err(e) = self.nodes[node].start(seed) {
             self.violation = Some(self.fail("restart", format!("node {node}: {e}")));
             return;
         }
@@ -137,14 +149,21 @@ impl World {
         self.reconnect(Some(node));
     }
 
-    /// Every message whose sender holds a receipt from `node` is in `node`'s store.
+    /// Every message whose sender holds a receipt from `node`, and every message of its own
+    /// `node` told its caller was durable, is in `node`'s store.
     pub(crate) fn check_durability(&mut self, node: usize) {
-        let held: Vec<MessageId> = self.receipted.iter().filter(|(to, _)| *to == node).map(|(_, id)| *id).collect();
-        for id in held {
+        let receipted = self.receipted.iter().filter(|(to, _)| *to == node).map(|(_, id)| (*id, true));
+        let confirmed = self.confirmed.iter().filter(|(n, _)| *n == node).map(|(_, id)| (*id, false));
+        let held: Vec<(MessageId, bool)> = receipted.chain(confirmed).collect();
+        for (id, theirs) in held {
             match self.nodes[node].store.message_of(&id) {
                 Ok(true) => {}
                 Ok(false) => {
-                    let d = format!("node {node} lost message {id}, for which its sender holds a receipt");
+                    let d = if theirs {
+                        format!("node {node} lost message {id}, for which its sender holds a receipt")
+                    } else {
+                        format!("node {node} lost its own message {id}, which it had confirmed durable to its caller")
+                    };
                     self.violation = Some(self.fail("durability", d));
                     return;
                 }

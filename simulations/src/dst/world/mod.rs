@@ -32,6 +32,7 @@ use super::node::{Channel, Ctx, Faults, Node, Out, Refusal, ReqId};
 use super::store::{Backend, Disk, Tail};
 use super::workload::{slot, Script, Submitted};
 use super::{Config, Figures, Report, Violation, DRAIN_BOUND_MS};
+use rapport_engine::NodeId;
 
 /// 2026-01-01T00:00:00Z: virtual time 0.
 const T0: Timestamp = 1_767_225_600_000;
@@ -58,10 +59,12 @@ enum Ev {
         req: ReqId,
         bytes: Arc<[u8]>,
     },
-    /// `OutboundFailure` or the request timeout.
+    /// `OutboundFailure`: the peer could not be reached (`unreachable`), or the request
+    /// timed out or its connection closed.
     Failure {
         node: usize,
         req: ReqId,
+        unreachable: bool,
     },
     Flushed {
         node: usize,
@@ -73,6 +76,10 @@ enum Ev {
         epoch: u32,
     },
     Connected {
+        node: usize,
+        peer: usize,
+    },
+    Disconnected {
         node: usize,
         peer: usize,
     },
@@ -157,7 +164,7 @@ pub(crate) struct World {
     queue: BinaryHeap<Item>,
     pub(crate) nodes: Vec<Node>,
     slots: Vec<Slot>,
-    peers: BTreeMap<String, usize>,
+    peers: BTreeMap<NodeId, usize>,
     pub(crate) scripts: Vec<Script>,
     partitions: Vec<(BTreeSet<usize>, bool)>,
     net: Net,
@@ -178,6 +185,10 @@ pub(crate) struct World {
     hasher: Sha256,
     mallory: SigningKey,
     pub(crate) violation: Option<Violation>,
+    /// (node, message) for every message of its own a node told its caller was durable.
+    pub(crate) confirmed: BTreeSet<(usize, MessageId)>,
+    /// Messages confirmed before their party knew their id.
+    confirmed_early: BTreeSet<MessageId>,
     _dir: tempfile::TempDir,
 }
 
@@ -227,13 +238,13 @@ impl World {
             let store = Disk::create(backend, &dir.path().join(format!("node-{i}")))
                 .map_err(|e| fail(seed, config, "setup", e.to_string()))?;
             let mut node = Node::new(key(&mut rng), store).map_err(|e| fail(seed, config, "setup", e))?;
-            node.start().map_err(|e| fail(seed, config, "setup", e))?;
+            node.start(rng.gen()).map_err(|e| fail(seed, config, "setup", e))?;
             figures.nodes += 1;
             figures.log_nodes += u64::from(backend == Backend::Log);
             slots.push(Slot { offset: rng.gen_range(0..30_000), ..Slot::default() });
             nodes.push(node);
         }
-        let peers = nodes.iter().enumerate().map(|(i, n)| (n.peer.clone(), i)).collect();
+        let peers = nodes.iter().enumerate().map(|(i, n)| (n.peer, i)).collect();
         let scripts: Vec<Script> = (0..rng.gen_range(2..=6))
             .map(|_| Script::new(rng.gen_range(0..vendors), vendors + rng.gen_range(0..customers), rng.gen_bool(0.7)))
             .collect();
@@ -273,6 +284,8 @@ impl World {
             hasher: Sha256::new(),
             mallory,
             violation: None,
+            confirmed_early: BTreeSet::new(),
+            confirmed: BTreeSet::new(),
             _dir: dir,
         };
         w.plan();
@@ -477,12 +490,13 @@ impl World {
                     return;
                 }
                 let peer = self.nodes[from].key_id;
-                self.turn(to, |n, ctx, rng| n.on_response(ctx, peer, req, &bytes, rng));
+                self.turn(to, |n, ctx, _| n.on_response(ctx, peer, req, &bytes));
             }
-            Ev::Failure { node, req } => {
+            Ev::Failure { node, req, unreachable } => {
                 if self.up(node) {
                     self.trace("failure", req, node as u64, &[]);
-                    self.turn(node, |n, ctx, rng| n.on_failure(ctx, req, rng));
+                    let to = self.req_to.get(&req).copied().unwrap_or(node);
+                    self.turn(node, |n, ctx, _| n.on_failure(ctx, req, to, unreachable));
                 }
             }
             Ev::Flushed { node, epoch, covered } => {
@@ -501,8 +515,15 @@ impl World {
             Ev::Connected { node, peer } => {
                 if self.reachable(node, peer) {
                     self.trace("connected", node as u64, peer as u64, &[]);
-                    let p = self.nodes[peer].peer.clone();
-                    self.turn(node, |n, ctx, _| n.deliver_waiting(ctx, &p));
+                    let p = self.nodes[peer].peer;
+                    self.turn(node, |n, ctx, _| n.connected(ctx, p));
+                }
+            }
+            Ev::Disconnected { node, peer } => {
+                if self.up(node) {
+                    self.trace("disconnected", node as u64, peer as u64, &[]);
+                    let p = self.nodes[peer].peer;
+                    self.turn(node, |n, ctx, _| n.disconnected(ctx, p));
                 }
             }
             Ev::Crash { node, power, down, armed } => self.crash(node, power, down, armed),
@@ -566,11 +587,11 @@ impl World {
                 self.req_to.insert(req, to);
                 if !self.reachable(node, to) {
                     let d = self.rng.gen_range(20..1_000);
-                    self.after(d, Ev::Failure { node, req });
+                    self.after(d, Ev::Failure { node, req, unreachable: true });
                     return;
                 }
                 let timeout = REQUEST_TIMEOUT.as_millis() as u64;
-                self.after(timeout, Ev::Failure { node, req });
+                self.after(timeout, Ev::Failure { node, req, unreachable: false });
                 if self.lossy(self.net.loss) {
                     self.figures.lost += 1;
                     return;
@@ -618,18 +639,26 @@ impl World {
             }
             Out::Confirmed(id) => {
                 self.trace("confirmed", node as u64, 0, id.as_bytes());
+                self.confirmed.insert((node, id));
+                let mut matched = false;
                 for k in 0..self.scripts.len() {
                     for role in [Role::Vendor, Role::Customer] {
                         let s = &mut self.scripts[k];
                         let mine = s.node(role) == node;
                         let c = &mut s.cursors[slot(role)];
                         if mine && c.pending.is_some_and(|p| p.id == id) {
+                            matched = true;
                             c.pending = None;
                             c.next += 1;
                             let d = self.rng.gen_range(0..500);
                             self.after(d, Ev::Act { script: k, role });
                         }
                     }
+                }
+                // Confirmed in the very turn that submitted it (a store that says its flush is
+                // over at once): the party learns it as soon as the turn ends.
+                if !matched {
+                    self.confirmed_early.insert(id);
                 }
             }
             Out::Receipted { id, to } => {
@@ -674,19 +703,23 @@ impl World {
             self.after(d, Ev::Act { script: k, role });
             return;
         };
-        let mut new_id = [0u8; 16];
-        self.rng.fill(&mut new_id);
         let step = ask.step;
-        let submitted = self.turn(node, |n, ctx, _| n.submit(ctx, ask.relationship, ask.to, ask.body, new_id));
+        let submitted = self.turn(node, |n, ctx, _| n.submit(ctx, ask.relationship, ask.to, ask.body));
         let s = &mut self.scripts[k];
         match submitted {
             None => {}
-            Some(Ok(id)) => {
+            Some(Ok((id, rel))) => {
                 self.figures.messages += 1;
                 self.hasher.update(id.as_bytes());
                 s.cursors[slot(role)].pending = Some(Submitted { id, orphaned: false });
                 if s.rel.is_none() {
-                    s.rel = Some(RelationshipId::from_bytes(new_id));
+                    s.rel = rel;
+                }
+                if self.confirmed_early.remove(&id) {
+                    s.cursors[slot(role)].pending = None;
+                    s.cursors[slot(role)].next += 1;
+                    let d = self.rng.gen_range(0..500);
+                    self.after(d, Ev::Act { script: k, role });
                 }
             }
             Some(Err(Refusal::Protocol(code))) => {
