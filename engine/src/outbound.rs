@@ -187,6 +187,7 @@ impl State {
                 return self.retry(sent);
             }
         };
+        let mut refused = false;
         let done = match answer.body() {
             Body::Receipt(r) if r.message == sent => true,
             Body::ProblemReport(p) if p.message == Some(sent) => {
@@ -194,9 +195,10 @@ impl State {
                 // `internal` (the peer could not store it), `chain-gap` (an earlier message has
                 // not reached it yet), `rate-limited` and `quota-exceeded` (its owner may answer,
                 // or its quota refill) may clear up; anything else is final.
-                ![Code::Internal, Code::ChainGap, Code::RateLimited, Code::QuotaExceeded]
+                refused = ![Code::Internal, Code::ChainGap, Code::RateLimited, Code::QuotaExceeded]
                     .iter()
-                    .any(|c| p.code == c.as_str())
+                    .any(|c| p.code == c.as_str());
+                refused
             }
             _ => {
                 warn!(%sent, %peer, "answer names another message; will retry");
@@ -216,6 +218,18 @@ impl State {
                         bytes: answer.bytes_arc(),
                     }),
                     Err(e) => warn!(error = %e, "answer refused by the state machine"),
+                }
+            }
+        }
+        // The recipient will never hold this message, so it can never accept the ones that
+        // chain on it: they are given up too, rather than retried for ever as `chain-gap`.
+        if refused {
+            if let Some((rel, seq)) = self.outbox.place(&sent) {
+                for entry in self.outbox.remove_after(&rel, seq) {
+                    warn!(id = %entry.id, %rel, "given up: it follows a message the recipient refused for good");
+                    self.update_gauges();
+                    self.output(Output::Delivered(entry.id));
+                    self.commit.stage(Write::Delivered(entry.id));
                 }
             }
         }

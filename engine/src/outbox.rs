@@ -306,6 +306,21 @@ impl Outbox {
         Some(entry.stored)
     }
 
+    /// The messages of relationship `rel` after `seq`, taken out of the outbox: they chain on
+    /// a message the recipient refused for good, so it can never accept them either.
+    pub fn remove_after(&mut self, rel: &RelationshipId, seq: u64) -> Vec<OutboxEntry> {
+        let later: Vec<MessageId> = match self.by_rel.get(rel) {
+            Some(order) => order.range(seq + 1..).map(|(_, id)| *id).collect(),
+            None => Vec::new(),
+        };
+        later.iter().filter_map(|id| self.remove(id)).collect()
+    }
+
+    /// Where message `id` sits in its relationship.
+    pub fn place(&self, id: &MessageId) -> Option<Place> {
+        self.entries.get(id).and_then(|e| e.place)
+    }
+
     /// `peer` connected, or was found: its backoff ends and its messages are due at `now`.
     pub fn reachable(&mut self, peer: &NodeId, now: Timestamp) {
         let Some(r) = self.by_peer.get_mut(peer) else { return };
@@ -429,6 +444,18 @@ mod tests {
         // The peer connects: everything goes.
         o.reachable(&peer(1), retry_at);
         assert_eq!(o.take_due(retry_at, 100, |_| true).len(), 9, "all but the probe in flight");
+    }
+
+    #[test]
+    fn the_messages_after_a_final_refusal_leave_with_it() {
+        let mut o = Outbox::new();
+        for n in 1..=3 {
+            add(&mut o, n, 1, Some((rel(1), u64::from(n))), 0);
+        }
+        add(&mut o, 9, 1, Some((rel(2), 1)), 0);
+        let dropped = o.remove_after(&rel(1), 1);
+        assert_eq!(dropped.iter().map(|e| e.id).collect::<Vec<_>>(), vec![id(2), id(3)]);
+        assert_eq!(o.len(), 2, "the refused one (removed by its caller) and the other relationship's");
     }
 
     #[test]

@@ -8,16 +8,18 @@
 //! or malformed messages thrown at the nodes. A discrete-event loop on a virtual clock runs
 //! it; the same seed gives a bit-identical trace, and [`Report::trace`] is its hash.
 //!
-//! What runs is real code wherever the engine's code is not tied to libp2p and tokio: the
-//! protocol core (signing, strict verification, the state machine, log verification), the
-//! node's stores ([`rapport_node::store::Log`] on a real file, `Memory`), the rebuilding of
-//! relationships from the store at start ([`rapport_node::engine::Relationships::load`]) and
-//! the retry backoff. The engine's event loop itself is mirrored in `node.rs`, function by
-//! function. See `RELIABILITY.md` for what is modelled and how.
+//! What runs is the node's real code: its state machine ([`rapport_engine::State`]: the
+//! outbox, the group commit, the relationships, the quotas), the protocol core (signing,
+//! strict verification, log verification), the node's stores ([`rapport_node::store::Log`]
+//! on a real file, `Memory`) and the loading of a node from its store at start
+//! ([`rapport_node::engine::load`]). `node.rs` drives the state as the daemon's tokio driver
+//! does, over the simulated network and disk instead of libp2p and the runtime. See
+//! `RELIABILITY.md` for what is modelled and how.
 //!
 //! Checked after every run, and where cheap at every step:
-//! - durability: every message whose sender holds a receipt is stored at its recipient,
-//!   checked at every restart and at the end;
+//! - durability: every message whose sender holds a receipt is stored at its recipient, and
+//!   every message a node confirmed to its caller is stored at that node, checked at every
+//!   restart and at the end;
 //! - recovery: a store reopened after a crash holds exactly the records it must (its flushed
 //!   frames, plus whatever whole frames the crash kept), nothing more;
 //! - refusals: a forged or malformed message is answered with a problem report and changes
@@ -30,7 +32,6 @@
 //!
 //! A violation names the seed and the command that replays it.
 
-mod check;
 mod node;
 mod store;
 pub(crate) mod workload;

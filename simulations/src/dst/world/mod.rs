@@ -10,6 +10,7 @@
 //! nowhere, some of them late. After a partition heals or a node restarts, both ends see a
 //! new connection and send what waits for the other (the engine's `deliver_waiting`).
 
+mod check;
 mod faults;
 mod mallory;
 
@@ -213,7 +214,7 @@ impl World {
         w.figures.max_drain_ms = settled;
         w.figures.total_drain_ms = settled;
         w.figures.virtual_ms = w.now;
-        super::check::finish(&mut w).map_err(|(what, d)| w.fail(what, d))?;
+        check::finish(&mut w).map_err(|(what, d)| w.fail(what, d))?;
         let trace = w.hasher.clone().finalize().into();
         Ok(Report { figures: w.figures.clone(), trace })
     }

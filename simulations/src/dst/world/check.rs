@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use rapport_node::store::Store as _;
 use rapport_protocol::{Body, Code, MessageId, Phase, RelationshipId};
 
-use super::workload::Step;
-use super::world::World;
+use super::super::workload::Step;
+use super::World;
 
 /// One party's stored record of one relationship.
 struct Held {
@@ -20,7 +20,7 @@ type Broken = (&'static str, String);
 
 /// Durability, stored logs, views, convergence and completion; fills in the figures they
 /// give.
-pub(crate) fn finish(w: &mut World) -> Result<(), Broken> {
+pub(super) fn finish(w: &mut World) -> Result<(), Broken> {
     for node in 0..w.nodes.len() {
         w.check_durability(node);
         if let Some(v) = w.violation.take() {
