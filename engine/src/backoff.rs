@@ -10,10 +10,28 @@ pub const BASE: Duration = Duration::from_millis(500);
 /// No retry waits longer than this.
 pub const MAX: Duration = Duration::from_secs(5 * 60);
 
+/// A recipient for whom no address is known waits at least this long before its next attempt,
+/// unless an address turns up first.
+pub const UNKNOWN_BASE: Duration = Duration::from_secs(30);
+/// ... and at most this long.
+pub const UNKNOWN_MAX: Duration = Duration::from_secs(30 * 60);
+
 /// The delay before attempt `attempts + 1`: uniformly drawn from `[cap/2, cap]`, where `cap`
 /// doubles from [`BASE`] with each failed attempt up to [`MAX`].
 pub fn backoff(attempts: u32, rng: &mut impl Rng) -> Duration {
-    let cap = BASE.saturating_mul(1u32 << attempts.min(20)).min(MAX);
+    jittered(BASE, MAX, attempts, rng)
+}
+
+/// The delay before the next attempt towards a recipient for whom no address is known, after
+/// `failures` such attempts: as [`backoff`], from [`UNKNOWN_BASE`] up to [`UNKNOWN_MAX`]. An
+/// attempt can only succeed once an address is known, and a connection from the peer or an
+/// address found for it ends the wait at once, so these attempts are rare.
+pub fn backoff_unknown(failures: u32, rng: &mut impl Rng) -> Duration {
+    jittered(UNKNOWN_BASE, UNKNOWN_MAX, failures, rng)
+}
+
+fn jittered(base: Duration, max: Duration, attempts: u32, rng: &mut impl Rng) -> Duration {
+    let cap = base.saturating_mul(1u32 << attempts.min(20)).min(max);
     let half = cap / 2;
     half + rng.gen_range(Duration::ZERO..=half)
 }
@@ -36,5 +54,9 @@ mod tests {
         }
         assert!(backoff(100, &mut rng) <= MAX);
         assert!(backoff(0, &mut rng) <= BASE);
+        let unknown: Vec<Duration> = (0..200).map(|_| backoff_unknown(0, &mut rng)).collect();
+        assert!(unknown.iter().all(|d| *d >= UNKNOWN_BASE / 2 && *d <= UNKNOWN_BASE));
+        assert!((0..200).all(|_| backoff_unknown(100, &mut rng) >= UNKNOWN_MAX / 2));
+        assert!(backoff_unknown(100, &mut rng) <= UNKNOWN_MAX);
     }
 }

@@ -25,6 +25,7 @@
 
 mod backoff;
 mod commit;
+pub mod discovery;
 mod id;
 mod inbound;
 pub mod metrics;
@@ -42,7 +43,11 @@ use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
 use rapport_protocol::{envelope, Body, Code, KeyId, Message, MessageId, RelationshipId, Timestamp};
 
-pub use backoff::{backoff, BASE as BACKOFF_BASE, MAX as BACKOFF_MAX};
+pub use backoff::{
+    backoff, backoff_unknown, BASE as BACKOFF_BASE, MAX as BACKOFF_MAX, UNKNOWN_BASE as BACKOFF_UNKNOWN_BASE,
+    UNKNOWN_MAX as BACKOFF_UNKNOWN_MAX,
+};
+pub use discovery::LOOKUP_INTERVAL_MS;
 pub use id::{ChannelId, CommandId, GossipId, NodeId, RequestId, MAX_NODE_ID};
 pub use metrics::Metrics;
 pub use relationships::{Relationships, Summary};
@@ -52,8 +57,6 @@ use commit::Commit;
 
 /// Public offers and intents kept for `GET /v1/public`, at most.
 pub const MAX_PUBLIC: usize = 1000;
-/// A recipient that cannot be reached is looked up in the DHT at most this often, ms.
-pub const LOOKUP_INTERVAL_MS: u64 = 10_000;
 /// Writes that promise nothing (delivered entries, retry times) are flushed this long after
 /// the first of them, ms, unless a group commit flushes them sooner.
 pub const QUIET_FLUSH_MS: u64 = 200;
@@ -218,14 +221,15 @@ pub enum Input {
         request: RequestId,
         /// The peer it went to.
         peer: NodeId,
-        /// The peer could not be reached at all (no address, or every dial failed).
-        unreachable: bool,
+        /// Why.
+        failure: Failure,
     },
     /// A connection to `peer` is up (its first).
     Connected(NodeId),
     /// The last connection to `peer` closed.
     Disconnected(NodeId),
-    /// `peer` was found (in the DHT) at addresses the transport now knows.
+    /// Addresses for `peer` are known now (a DHT lookup found it, or the routing table took
+    /// it in).
     Reachable(NodeId),
     /// A gossiped message, opened; answered by [`Output::Validated`].
     Gossip {
@@ -253,6 +257,21 @@ pub enum Input {
     /// The driver is stopping: everything staged is written and flushed, whatever it waits
     /// for (hand it in until [`State::settled`]).
     Drain,
+}
+
+/// Why a request of ours failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The peer was reached but did not answer in time, or the stream broke: the message
+    /// alone backs off.
+    NoAnswer,
+    /// Every dial of the peer, at the addresses known for it, failed: the peer backs off, and
+    /// every message for it waits as long.
+    Unreachable,
+    /// No address is known for the peer (it is not connected, not in the routing table, and
+    /// not remembered): the peer waits, far longer, until a connection or an address for it
+    /// ends the wait ([`Input::Connected`], [`Input::Reachable`]).
+    NoAddress,
 }
 
 /// What the state asks the driver to do.
@@ -348,8 +367,8 @@ pub struct State {
     commit: Commit,
     public: VecDeque<Message>,
     connected: HashSet<NodeId>,
-    /// When each unreachable recipient was last looked up.
-    lookups: HashMap<NodeId, Timestamp>,
+    /// Which unreachable recipients are looked up in the DHT.
+    lookups: discovery::Lookups,
     refusals: RefusalLog,
     rng: ChaCha8Rng,
     next_request: u64,
@@ -408,7 +427,7 @@ impl State {
             commit: Commit::default(),
             public: VecDeque::new(),
             connected: HashSet::new(),
-            lookups: HashMap::new(),
+            lookups: discovery::Lookups::default(),
             refusals: RefusalLog::default(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             next_request: 0,
@@ -436,7 +455,7 @@ impl State {
                 self.outputs.push_back(Output::Respond { channel, bytes: problem });
             }
             Input::Answer { request, peer, answer } => self.on_answer(request, peer, answer),
-            Input::SendFailed { request, peer, unreachable } => self.on_send_failed(request, peer, unreachable),
+            Input::SendFailed { request, peer, failure } => self.on_send_failed(request, peer, failure),
             Input::Connected(peer) => {
                 self.connected.insert(peer);
                 self.outbox.reachable(&peer, self.now);

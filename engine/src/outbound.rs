@@ -10,9 +10,10 @@ use tracing::{debug, info, warn};
 
 use crate::commit::Pending;
 use crate::outbox::Place;
+use crate::relationships::transient;
 use crate::{
-    refused, CommandId, Draft, Error, NodeId, OutboxEntry, Output, RequestId, State, Submitted, Topic, Write,
-    LOOKUP_INTERVAL_MS, MAX_PUBLIC,
+    refused, CommandId, Draft, Error, Failure, NodeId, OutboxEntry, Output, RequestId, State, Submitted, Topic, Write,
+    MAX_PUBLIC,
 };
 
 /// A message of ours, signed and staged for the next group commit.
@@ -57,6 +58,16 @@ impl State {
                 let rel =
                     self.relationships.get(&id).ok_or_else(|| Error::BadRequest(format!("no relationship {id}")))?;
                 let role = rel.role(&me).ok_or_else(|| Error::BadRequest("this node is not a party".into()))?;
+                if let Some(r) = self.relationships.refusal(&id).filter(|r| r.sender == me) {
+                    return Err(Error::Refused {
+                        code: Code::Fork,
+                        detail: format!(
+                            "relationship {id} takes no more messages from this node: the counterparty refused \
+                             message {} ({}) for good, and every later message would chain on it",
+                            r.message, r.code
+                        ),
+                    });
+                }
                 rel.next_header(role, at)
             }
             None => {
@@ -146,29 +157,21 @@ impl State {
     }
 
     /// A request of ours failed: the message, or its recipient, backs off.
-    pub(crate) fn on_send_failed(&mut self, request: RequestId, peer: NodeId, unreachable: bool) {
-        let Some((id, entry)) = self.outbox.failed(request, self.now, unreachable, &mut self.rng) else { return };
-        debug!(%id, %peer, unreachable, "delivery failed; will retry");
+    pub(crate) fn on_send_failed(&mut self, request: RequestId, peer: NodeId, failure: Failure) {
+        let Some((id, entry)) = self.outbox.failed(request, self.now, failure, &mut self.rng) else { return };
+        debug!(%id, %peer, ?failure, "delivery failed; will retry");
         // Written with the next group commit; lost in a crash, it only costs an early retry.
-        self.commit.stage(Write::Outbox(entry));
-        if unreachable {
-            self.look_up(peer);
+        // While the recipient is away its own backoff rules, so the message's record is
+        // written at its 1st, 2nd, 4th, 8th… attempt only.
+        if failure == Failure::NoAnswer || entry.attempts.is_power_of_two() {
+            self.commit.stage(Write::Outbox(entry));
         }
-    }
-
-    /// Asks for a DHT lookup of `peer`, at most once per [`LOOKUP_INTERVAL_MS`].
-    fn look_up(&mut self, peer: NodeId) {
-        let now = self.now;
-        if self.lookups.get(&peer).is_some_and(|at| now.saturating_sub(*at) < LOOKUP_INTERVAL_MS) {
-            return;
-        }
-        // Only peers with waiting messages are remembered, so the map is bounded by the outbox.
-        if self.lookups.len() >= 4 * self.outbox.len().max(16) {
+        if failure != Failure::NoAnswer {
             let outbox = &self.outbox;
-            self.lookups.retain(|p, at| outbox.has_waiting(p) && now.saturating_sub(*at) < LOOKUP_INTERVAL_MS);
+            if self.lookups.allow(peer, self.now, |p| outbox.has_waiting(p)) {
+                self.output(Output::LookUp(peer));
+            }
         }
-        self.lookups.insert(peer, now);
-        self.output(Output::LookUp(peer));
     }
 
     /// The answer to a request of ours: a receipt ends its delivery, a problem report ends it
@@ -192,12 +195,9 @@ impl State {
             Body::Receipt(r) if r.message == sent => true,
             Body::ProblemReport(p) if p.message == Some(sent) => {
                 warn!(%sent, %peer, code = %p.code, text = %p.text, "message refused");
-                // `internal` (the peer could not store it), `chain-gap` (an earlier message has
-                // not reached it yet), `rate-limited` and `quota-exceeded` (its owner may answer,
-                // or its quota refill) may clear up; anything else is final.
-                refused = ![Code::Internal, Code::ChainGap, Code::RateLimited, Code::QuotaExceeded]
-                    .iter()
-                    .any(|c| p.code == c.as_str());
+                // A `chain-gap` clears up once the earlier message arrives, unless the
+                // recipient refused that one for good: then it never will.
+                refused = !transient(&p.code) || (p.code == Code::ChainGap.as_str() && self.follows_refusal(&sent));
                 refused
             }
             _ => {
@@ -234,6 +234,13 @@ impl State {
             }
         }
         self.delivered(sent);
+    }
+
+    /// Whether our message `id` comes after one of ours in its relationship that the
+    /// recipient refused for good.
+    fn follows_refusal(&self, id: &MessageId) -> bool {
+        let Some((rel, seq)) = self.outbox.place(id) else { return false };
+        self.relationships.refusal(&rel).is_some_and(|r| r.sender == self.me && r.seq < seq)
     }
 
     fn retry(&mut self, id: MessageId) {

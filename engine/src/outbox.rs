@@ -16,9 +16,10 @@ use std::sync::Arc;
 use rand::Rng;
 use rapport_protocol::{MessageId, RelationshipId, Timestamp};
 
-use crate::backoff::backoff;
+use crate::backoff::{backoff, backoff_unknown};
 use crate::id::{NodeId, RequestId};
 use crate::store::OutboxEntry;
+use crate::Failure;
 
 /// Where a message of ours sits in its relationship: the relationship and the `seq`.
 pub type Place = (RelationshipId, u64);
@@ -120,11 +121,6 @@ impl Outbox {
         self.entries.get(id).map(|e| &e.stored)
     }
 
-    /// The relationship of each waiting message (`None` for one not in a relationship).
-    pub fn relationships(&self) -> Vec<Option<RelationshipId>> {
-        self.entries.values().map(|e| e.place.map(|(rel, _)| rel)).collect()
-    }
-
     /// Requests in flight and the message each carries.
     pub fn in_flight(&self) -> impl Iterator<Item = (RequestId, MessageId)> + '_ {
         self.in_flight.iter().map(|(r, m)| (*r, *m))
@@ -210,14 +206,15 @@ impl Outbox {
         Some(id)
     }
 
-    /// `request` failed. If the peer could not be reached (`unreachable`), the peer backs off
-    /// and every message waiting for it waits as long; otherwise the message alone backs off.
-    /// Returns the message and its updated record, to store.
+    /// `request` failed. If the peer could not be reached ([`Failure::Unreachable`], or
+    /// [`Failure::NoAddress`] with a far longer wait), the peer backs off and every message
+    /// waiting for it waits as long; otherwise the message alone backs off. Returns the
+    /// message and its updated record, to store.
     pub fn failed(
         &mut self,
         request: RequestId,
         now: Timestamp,
-        unreachable: bool,
+        failure: Failure,
         rng: &mut impl Rng,
     ) -> Option<(MessageId, OutboxEntry)> {
         let id = self.in_flight.remove(&request)?;
@@ -231,9 +228,14 @@ impl Outbox {
                 if r.probe == Some(id) {
                     r.probe = None;
                 }
-                let retry = unreachable.then(|| {
+                let wait = match failure {
+                    Failure::NoAnswer => None,
+                    Failure::Unreachable => Some(backoff(r.failures, rng)),
+                    Failure::NoAddress => Some(backoff_unknown(r.failures, rng)),
+                };
+                let retry = wait.map(|wait| {
                     r.failures = r.failures.saturating_add(1);
-                    r.retry_at = now + backoff(r.failures - 1, rng).as_millis() as u64;
+                    r.retry_at = now + wait.as_millis() as u64;
                     r.retry_at
                 });
                 (std::mem::take(&mut r.parked), retry)
@@ -432,7 +434,7 @@ mod tests {
         assert_eq!(first.len(), 1, "one probe");
         o.sending(first[0], RequestId(7));
         assert!(o.take_due(0, 100, |_| false).is_empty(), "the others are parked");
-        let (failed, stored) = o.failed(RequestId(7), 0, true, &mut rng).expect("in flight");
+        let (failed, stored) = o.failed(RequestId(7), 0, Failure::Unreachable, &mut rng).expect("in flight");
         assert_eq!(failed, first[0]);
         assert_eq!(stored.attempts, 1);
         let retry_at = o.next_due().expect("scheduled");
@@ -444,6 +446,30 @@ mod tests {
         // The peer connects: everything goes.
         o.reachable(&peer(1), retry_at);
         assert_eq!(o.take_due(retry_at, 100, |_| true).len(), 9, "all but the probe in flight");
+    }
+
+    #[test]
+    fn a_peer_with_no_address_waits_long_unless_it_turns_up() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let mut o = Outbox::new();
+        add(&mut o, 1, 1, None, 0);
+        add(&mut o, 2, 2, None, 0);
+        let due = o.take_due(0, 100, |_| false);
+        assert_eq!(due.len(), 2);
+        for (n, (msg, failure)) in due.iter().zip([Failure::NoAddress, Failure::Unreachable]).enumerate() {
+            let request = RequestId(n as u64);
+            o.sending(*msg, request);
+            o.failed(request, 0, failure, &mut rng).expect("in flight");
+        }
+        let unknown = o.entry(&id(1)).unwrap().next_attempt;
+        let known = o.entry(&id(2)).unwrap().next_attempt;
+        assert!(unknown >= crate::backoff::UNKNOWN_BASE.as_millis() as u64 / 2, "{unknown}");
+        assert!(known <= crate::backoff::BASE.as_millis() as u64, "{known}");
+        assert_eq!(o.take_due(known, 100, |_| false), vec![id(2)]);
+        assert!(o.take_due(unknown - 1, 100, |_| false).is_empty(), "the peer with no address waits");
+        // An address turns up: its wait ends.
+        o.reachable(&peer(1), 1000);
+        assert_eq!(o.take_due(1000, 100, |_| false), vec![id(1)]);
     }
 
     #[test]

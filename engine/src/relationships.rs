@@ -1,11 +1,12 @@
 //! The relationships this node is a party to, kept in memory and rebuilt at start by replaying
 //! each one's stored messages in the order they were accepted (the driver reads them from its
-//! store and hands them over: [`Relationships::replay`]).
+//! store and hands them over: [`Relationships::replay`]). Their signatures are not checked
+//! again ([`Message::reopen`]): each was strictly verified before it was stored.
 
 use std::collections::HashMap;
 
 use rapport_protocol::relationship::{self, Policy};
-use rapport_protocol::{KeyId, Message, RelationshipId, Role, Timestamp};
+use rapport_protocol::{Body, Code, KeyId, Message, MessageId, RelationshipId, Role, Timestamp};
 
 /// Why a stored relationship could not be rebuilt.
 #[derive(Debug, thiserror::Error)]
@@ -53,10 +54,55 @@ pub struct Consent {
     pub revoked_by: Option<String>,
 }
 
+/// A chained message its recipient refused for good: it is in its sender's record and never
+/// will be in the recipient's, so nothing its sender chains on it can reach the recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The refused message.
+    pub message: MessageId,
+    /// Who sent it.
+    pub sender: KeyId,
+    /// Its `seq` in the sender's chain.
+    pub seq: u64,
+    /// The recipient's problem code.
+    pub code: String,
+}
+
+/// Whether a refusal with `code` may clear up, so that its message is sent again: `internal`
+/// (the recipient could not store it), `chain-gap` (an earlier message has not reached it yet),
+/// `rate-limited` and `quota-exceeded` (its owner may answer, or its quota refill). Any other
+/// code is final (spec/node.md §3).
+pub fn transient(code: &str) -> bool {
+    [Code::Internal, Code::ChainGap, Code::RateLimited, Code::QuotaExceeded].iter().any(|c| code == c.as_str())
+}
+
+/// The earliest of `rel`'s chained messages that a stored problem report of its recipient
+/// refuses for good.
+fn first_refusal(rel: &relationship::Relationship) -> Option<Refusal> {
+    rel.acknowledgements()
+        .filter_map(|a| match a.body() {
+            Body::ProblemReport(p) if !transient(&p.code) => {
+                let id = p.message?;
+                let m = rel.log().iter().find(|m| m.id() == id)?;
+                // Refused by its recipient, not by its own sender.
+                (m.header().from != a.header().from).then(|| Refusal {
+                    message: id,
+                    sender: m.header().from,
+                    seq: m.header().seq,
+                    code: p.code.clone(),
+                })
+            }
+            _ => None,
+        })
+        .min_by_key(|r| r.seq)
+}
+
 /// Every relationship of one node.
 #[derive(Debug, Default)]
 pub struct Relationships {
     map: HashMap<RelationshipId, relationship::Relationship>,
+    /// The first chained message of each relationship refused for good, if any.
+    refusals: HashMap<RelationshipId, Refusal>,
     /// Relationships whose stored messages no longer replay (the store was damaged), with why:
     /// not served, and refused new messages, until the store is repaired and they replay.
     damaged: std::collections::BTreeMap<RelationshipId, String>,
@@ -92,6 +138,9 @@ impl Relationships {
         }
         match Relationships::replay_one(&id, envelopes) {
             Ok(Some(rel)) => {
+                if let Some(refusal) = first_refusal(&rel) {
+                    self.refusals.insert(id, refusal);
+                }
                 self.map.insert(id, rel);
                 Ok(())
             }
@@ -139,19 +188,31 @@ impl Relationships {
                 "this relationship's record is damaged on the receiving node; it is being repaired",
             ));
         }
-        match self.map.get_mut(&id) {
-            Some(rel) => rel.handle(m, now, policy),
+        let events = match self.map.get_mut(&id) {
+            Some(rel) => rel.handle(m, now, policy)?,
             None => {
                 let (rel, events) = relationship::Relationship::open(m, now, policy)?;
                 self.map.insert(id, rel);
-                Ok(events)
+                events
+            }
+        };
+        if matches!(m.body(), Body::ProblemReport(_)) {
+            if let Some(refusal) = self.map.get(&id).and_then(first_refusal) {
+                self.refusals.insert(id, refusal);
             }
         }
+        Ok(events)
+    }
+
+    /// The first chained message of `id` its recipient refused for good, if one was.
+    pub fn refusal(&self, id: &RelationshipId) -> Option<&Refusal> {
+        self.refusals.get(id)
     }
 
     /// Forgets `id` (after a failed store write, before it is reloaded).
     pub fn forget(&mut self, id: &RelationshipId) {
         self.map.remove(id);
+        self.refusals.remove(id);
     }
 
     /// Puts `id` back as its stored envelopes make it (after a write failed, so that our view
@@ -159,6 +220,9 @@ impl Relationships {
     pub fn restore<B: AsRef<[u8]>>(&mut self, id: &RelationshipId, envelopes: &[B]) -> Result<(), Error> {
         self.forget(id);
         if let Some(rel) = Relationships::replay_one(id, envelopes)? {
+            if let Some(refusal) = first_refusal(&rel) {
+                self.refusals.insert(*id, refusal);
+            }
             self.map.insert(*id, rel);
         }
         Ok(())
@@ -171,7 +235,8 @@ impl Relationships {
         let mut rel: Option<relationship::Relationship> = None;
         for (index, bytes) in envelopes.iter().enumerate() {
             let replay = |detail: String| Error::Replay { relationship: *id, index, detail };
-            let m = Message::open(bytes.as_ref()).map_err(|e| replay(e.to_string()))?;
+            // Strictly verified before it was stored; the store's checksums guard it since.
+            let m = Message::reopen(bytes.as_ref()).map_err(|e| replay(e.to_string()))?;
             let at = m.header().created_at;
             match rel.as_mut() {
                 None => {

@@ -13,7 +13,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{gossipsub, identify, kad, mdns, Multiaddr, PeerId, Swarm};
-use rapport_engine::{ChannelId, GossipId, Input, NodeId, RequestId, Topic, Unopened, Verdict};
+use rapport_engine::{ChannelId, Failure, GossipId, Input, NodeId, RequestId, Topic, Unopened, Verdict};
 use rapport_protocol::{Message, MessageId};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
@@ -196,16 +196,32 @@ impl Host {
     pub fn send(&mut self, peer: NodeId, request: RequestId, bytes: &[u8]) {
         let Some(to) = peer_id(&peer) else {
             warn!(%peer, "a message for a peer id libp2p does not accept");
-            self.events.push_back(Event::Input(Input::SendFailed { request, peer, unreachable: true }));
+            self.events.push_back(Event::Input(Input::SendFailed { request, peer, failure: Failure::NoAddress }));
             return;
         };
-        let addresses = if self.connected.contains_key(&to) { Vec::new() } else { self.remembered(&to) };
+        let connected = self.connected.contains_key(&to);
+        let addresses = if connected { Vec::new() } else { self.remembered(&to) };
+        // Nowhere to dial: said at once, without a dial the swarm would fail anyway. The state
+        // hears of the peer again when it connects or an address for it turns up.
+        if !connected && addresses.is_empty() && !self.routable(&to) {
+            self.events.push_back(Event::Input(Input::SendFailed { request, peer, failure: Failure::NoAddress }));
+            return;
+        }
         let id = self.swarm.behaviour_mut().messages.send_request_with_addresses(
             &to,
             Request::Envelope(Envelope::Raw(bytes.to_vec())),
             addresses,
         );
         self.requests.insert(id, request);
+    }
+
+    /// Whether the routing table holds `peer` (and so addresses for it).
+    fn routable(&mut self, peer: &PeerId) -> bool {
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .kbucket(*peer)
+            .is_some_and(|bucket| bucket.iter().any(|entry| entry.node.key.preimage() == peer))
     }
 
     /// The addresses `peer` was last seen at, as the store remembers them.
@@ -401,6 +417,8 @@ impl Host {
             )) => self.route(peer, address),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. })) => {
                 debug!(%peer, "routing table updated");
+                // Addresses for it are known now: messages that waited for them may go.
+                self.events.push_back(Event::Input(Input::Reachable(node_id(&peer))));
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 id,
@@ -471,12 +489,11 @@ impl Host {
                 }
                 if let Some(request) = self.requests.remove(&request_id) {
                     debug!(%peer, %error, "delivery failed");
-                    let unreachable = matches!(error, request_response::OutboundFailure::DialFailure);
-                    self.events.push_back(Event::Input(Input::SendFailed {
-                        request,
-                        peer: node_id(&peer),
-                        unreachable,
-                    }));
+                    let failure = match error {
+                        request_response::OutboundFailure::DialFailure => Failure::Unreachable,
+                        _ => Failure::NoAnswer,
+                    };
+                    self.events.push_back(Event::Input(Input::SendFailed { request, peer: node_id(&peer), failure }));
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => debug!(%peer, %error, "inbound failure"),

@@ -165,10 +165,6 @@ pub struct Figures {
     /// Relationships forked by the window spec/node.md §3 ¶2 documents: a message sent before
     /// its flush, received, then lost by its sender's power loss.
     pub forked_by_power_loss: u64,
-    /// Messages of those relationships still retried when the run ended: refused with
-    /// `chain-gap`, which the engine treats as transient, after an earlier one was refused
-    /// for good.
-    pub stuck_after_fork: u64,
     /// Relationships whose parties hold different receipts.
     pub receipt_mismatches: u64,
     /// Events processed.
@@ -206,7 +202,6 @@ impl Figures {
             recoveries,
             partitions,
             forked_by_power_loss,
-            stuck_after_fork,
             receipt_mismatches,
             events,
             virtual_ms,
@@ -232,7 +227,6 @@ impl Figures {
             ("torn tails (stores recovered and checked)", format!("{} ({})", self.torn_tails, self.recoveries)),
             ("partitions", self.partitions.to_string()),
             ("relationships forked by a power loss (§3 ¶2)", self.forked_by_power_loss.to_string()),
-            ("their messages retried for ever at the end", self.stuck_after_fork.to_string()),
             ("relationships with differing receipts", self.receipt_mismatches.to_string()),
             ("events", self.events.to_string()),
             ("virtual time", format!("{:.1} h", self.virtual_ms as f64 / 3_600_000.0)),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use rapport_engine::{
-    ChannelId, CommandId, Draft, Error, Input, NodeId, Output, RequestId, State, StoreFailure, Unopened, Write,
+    ChannelId, CommandId, Draft, Error, Failure, Input, NodeId, Output, RequestId, State, StoreFailure, Unopened, Write,
 };
 use rapport_node::store::Store as _;
 use rapport_protocol::{Body, Code, KeyId, Message, MessageId, RelationshipId, Timestamp};
@@ -147,11 +147,6 @@ impl Node {
         self.process.as_ref().map_or(0, |p| p.state.outbox().len())
     }
 
-    /// The relationship of each outbox entry (`None` for one not in a relationship).
-    pub(crate) fn outbox_relationships(&self) -> Vec<Option<RelationshipId>> {
-        self.process.as_ref().map(|p| p.state.outbox().relationships()).unwrap_or_default()
-    }
-
     /// Whether nothing is staged, written but unflushed, or being flushed.
     pub(crate) fn idle(&self) -> bool {
         self.process.as_ref().is_none_or(|p| p.state.settled())
@@ -275,7 +270,9 @@ impl Node {
         p.requests.remove(&request);
         let peer = ctx.peers.iter().find(|(_, i)| **i == to).map(|(n, _)| *n);
         let Some(peer) = peer else { return };
-        self.feed(ctx, Input::SendFailed { request, peer, unreachable });
+        // Every simulated node's address is known, so a failed dial is `Unreachable`.
+        let failure = if unreachable { Failure::Unreachable } else { Failure::NoAnswer };
+        self.feed(ctx, Input::SendFailed { request, peer, failure });
     }
 
     /// A connection to `peer` is up.

@@ -83,10 +83,9 @@ impl World {
             self.violation = Some(self.fail("recovery", what));
             return;
         }
-        for (id, rel) in crashed.lost {
+        for (id, _) in crashed.lost {
             if self.transmitted.get(&id) == Some(&node) {
                 self.lost_sent.insert(id);
-                self.tainted.extend(rel);
             }
         }
         for s in &mut self.scripts {

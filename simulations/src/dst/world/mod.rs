@@ -180,8 +180,6 @@ pub(crate) struct World {
     transmitted: BTreeMap<MessageId, usize>,
     /// Own messages that went out and were then lost by their sender's power loss.
     pub(crate) lost_sent: BTreeSet<MessageId>,
-    /// Their relationships: forked if the recipient holds the message.
-    tainted: BTreeSet<RelationshipId>,
     pub(crate) figures: Figures,
     hasher: Sha256,
     mallory: SigningKey,
@@ -280,7 +278,6 @@ impl World {
             receipted: BTreeSet::new(),
             transmitted: BTreeMap::new(),
             lost_sent: BTreeSet::new(),
-            tainted: BTreeSet::new(),
             figures,
             hasher: Sha256::new(),
             mallory,
@@ -413,7 +410,6 @@ impl World {
                 return Ok(0);
             }
             if self.calm && self.settled() {
-                self.figures.stuck_after_fork = self.nodes.iter().map(|n| self.stuck(n) as u64).sum();
                 return Ok(self.now - self.window);
             }
         }
@@ -423,26 +419,8 @@ impl World {
     fn settled(&self) -> bool {
         self.in_transit == 0
             && self.slots.iter().all(|s| !s.down)
-            && self.nodes.iter().all(|n| n.idle() && self.stuck(n) == n.outbox_len())
+            && self.nodes.iter().all(|n| n.idle() && n.outbox_len() == 0)
             && (0..self.scripts.len()).all(|k| [Role::Vendor, Role::Customer].iter().all(|r| !self.can_act(k, *r)))
-    }
-
-    /// Outbox entries of relationships that a power loss may have forked: they may be
-    /// retried for ever (a later message answered `chain-gap` after an earlier one was
-    /// refused for good), so they do not count against settling.
-    fn stuck(&self, n: &Node) -> usize {
-        n.outbox_relationships().iter().filter(|r| r.is_some_and(|r| self.forked(&r))).count()
-    }
-
-    /// Whether a node holds a message of `rel` that its sender lost after sending it. With
-    /// nothing in transit this is final: the sender cannot send it again.
-    fn forked(&self, rel: &RelationshipId) -> bool {
-        self.tainted.contains(rel)
-            && self.nodes.iter().any(|n| {
-                n.relationships()
-                    .and_then(|v| v.get(rel))
-                    .is_some_and(|r| self.lost_sent.iter().any(|id| r.contains(id)))
-            })
     }
 
     fn unsettled(&self) -> String {
