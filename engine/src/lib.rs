@@ -41,7 +41,7 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
-use rapport_protocol::{envelope, Body, Code, KeyId, Message, MessageId, RelationshipId, Timestamp};
+use rapport_protocol::{envelope, Body, Code, KeyId, Kind, Message, MessageId, RelationshipId, Timestamp};
 
 pub use backoff::{
     backoff, backoff_unknown, BASE as BACKOFF_BASE, MAX as BACKOFF_MAX, UNKNOWN_BASE as BACKOFF_UNKNOWN_BASE,
@@ -123,16 +123,28 @@ fn refused(e: &impl rapport_protocol::HasCode, detail: impl ToString) -> Error {
     Error::Refused { code, detail }
 }
 
-/// What the node is asked to send.
-#[derive(Debug, Clone)]
+/// What the node is asked to send: the one request type from the command line to the state.
+/// The CLI builds it, sends it to the control API as JSON (serialized here: ids as hex, the
+/// body without its kind, which the route names), the API reads it back, and
+/// [`Input::Send`] carries it in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Draft {
     /// The relationship; `None` opens a new one (the body must be an `offer` or
     /// `terms_proposal`), or with no recipient either, publishes a public `offer` or `intent`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub relationship: Option<RelationshipId>,
     /// The recipient, required when opening a relationship.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<KeyId>,
     /// The body.
     pub body: Body,
+}
+
+impl Draft {
+    /// The kind of message it asks for.
+    pub fn kind(&self) -> Kind {
+        self.body.kind()
+    }
 }
 
 /// A message accepted for delivery.

@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rapport_node::api::requests::{parse, ConnectRequest, FindRequest, Outgoing, SendRequest};
+use rapport_node::api::requests::{parse, ConnectRequest, Draft, FindRequest, SendRequest};
 use rapport_protocol::message::Class;
 use rapport_protocol::{Body, Header, KeyId, MessageId, Payload, RelationshipId};
 
@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-fn send(kind: &str, out: Outgoing) {
+fn send(kind: &str, out: Draft) {
     assert_eq!(out.body.kind().as_str(), kind, "the body is of the path's kind");
     // `GET /v1/public` shows a body as `serde_json::to_value`; that reads back as the body.
     let shown = serde_json::to_value(&out.body).expect("a body serialises to JSON");
@@ -50,7 +50,7 @@ fn send(kind: &str, out: Outgoing) {
     }
 }
 
-fn header(out: &Outgoing) -> Header {
+fn header(out: &Draft) -> Header {
     let me = KeyId::from_bytes([1; 32]);
     let at = 1_700_000_000_000;
     let rel = out.relationship.unwrap_or(RelationshipId::from_bytes([9; 16]));

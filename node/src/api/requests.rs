@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 
+pub use rapport_engine::Draft;
 use rapport_protocol::{Body, KeyId, Kind, RelationshipId};
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -132,7 +133,9 @@ impl ConnectRequest {
     }
 }
 
-/// Body of `POST /v1/send/{kind}`.
+/// Body of `POST /v1/send/{kind}`: a [`Draft`] as JSON, as the CLI serializes it, read
+/// loosely (ids as text, the body as any JSON) so that [`SendRequest::check`] can say which
+/// part is wrong.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
@@ -146,25 +149,14 @@ pub struct SendRequest {
     pub body: serde_json::Value,
 }
 
-/// A send request, checked: what the engine is asked to sign, store and send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outgoing {
-    /// The relationship; `None` opens one or publishes.
-    pub relationship: Option<RelationshipId>,
-    /// The recipient, to open a relationship.
-    pub to: Option<KeyId>,
-    /// The typed body.
-    pub body: Body,
-}
-
 impl SendRequest {
     /// Checks the request for a message of `kind` (the path's `{kind}`): the kind, then the
     /// body's schema, then the ids. The body's own rules (lengths, ranges) are checked when the
     /// engine seals it.
-    pub fn check(&self, kind: &str) -> Result<Outgoing, Error> {
+    pub fn check(&self, kind: &str) -> Result<Draft, Error> {
         let kind: Kind = kind.parse().map_err(Error::UnknownKind)?;
         let body = Body::deserialize_kind(kind, &self.body).map_err(|e| Error::Body { kind, detail: e.to_string() })?;
-        Ok(Outgoing {
+        Ok(Draft {
             relationship: self.relationship.as_deref().map(relationship_id).transpose()?,
             to: self.to.as_deref().map(key_id).transpose()?,
             body,
@@ -205,6 +197,29 @@ mod tests {
         assert!(matches!(rel, Err(Error::RelationshipId(r)) if r == "xyz"));
         let key = req(serde_json::json!({ "to": "00", "body": offer })).check("offer");
         assert!(matches!(key, Err(Error::KeyId(k)) if k == "00"));
+    }
+
+    /// What the CLI sends is what the API reads: a draft serialized and checked is the same
+    /// draft, for a new relationship, a chained message and a public one.
+    #[test]
+    fn a_draft_reads_back_as_itself() {
+        let offer = serde_json::json!({
+            "title": "Bike",
+            "description": "",
+            "price": { "model": "upfront", "amount": { "currency": "EUR", "minor_units": 100 } }
+        });
+        let body = Body::deserialize_kind(Kind::Offer, &offer).unwrap();
+        let accept =
+            Body::deserialize_kind(Kind::TermsAcceptance, &serde_json::json!({ "proposal": "cd".repeat(32) })).unwrap();
+        for draft in [
+            Draft { relationship: None, to: KeyId::from_hex(&"ab".repeat(32)), body: body.clone() },
+            Draft { relationship: None, to: None, body },
+            Draft { relationship: RelationshipId::from_hex(&"ef".repeat(16)), to: None, body: accept },
+        ] {
+            let json = serde_json::to_vec(&draft).unwrap();
+            let back = parse::<SendRequest>(&json).unwrap().check(draft.kind().as_str()).unwrap();
+            assert_eq!(back, draft, "{}", String::from_utf8_lossy(&json));
+        }
     }
 
     /// A key twice, at any depth, or a field the route does not know, is refused; serde_json

@@ -1,154 +1,228 @@
-//! The commands that send a message: each becomes an [`Outgoing`] (kind, relationship or
-//! recipient, JSON body) that [`send`] posts to the daemon's `/v1/send/{kind}`.
+//! The commands that send a message. Each becomes a [`Draft`], the one request type of the
+//! path from the command line to the peer, typed from the start: a bad id, word or JSON body
+//! fails here with its reason, before anything reaches the daemon.
+//!
+//! The path of `rapport offer --to K …`, and its four conversions:
+//!
+//! ```text
+//!   1. clap's Command::Offer ──outgoing()──▶ Draft { relationship, to, body: Body::Offer }
+//!   2. Draft ──serde──▶ JSON, POST /v1/send/offer               (api::SendRequest's shape)
+//!   3. JSON ──requests::parse + SendRequest::check──▶ the same Draft, in the daemon
+//!        ─▶ engine::Command::Send ─▶ rapport_engine::Input::Send
+//!   4. Draft ──State seals it (header, canonical CBOR, COSE_Sign1)──▶ Message, whose bytes
+//!        are what the store writes, the transport carries and the peer's store keeps
+//! ```
+//!
+//! [`send`] posts a draft and returns the daemon's [`Submitted`](rapport_engine::Submitted)
+//! as JSON.
 
 use std::path::Path;
 
-use serde_json::{json, Value};
+use anyhow::Context as _;
+use rapport_engine::Draft;
+use rapport_protocol::{
+    Body, Category, ClosureReceipt, ConsentGrant, ConsentRevocation, Countersignature, DataShare, Digest32, Intent,
+    KeyId, Kind, MessageId, Money, Offer, Price, PriceModel, Purpose, RelationshipId, Report, TermsAcceptance,
+    TermsProposal, TermsRejection,
+};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
-use super::{json_arg, Command, ConsentAction, ReportKind, TermsAction};
-use crate::api::SendRequest;
+use super::{Command, ConsentAction, Model, ReportKind, TermsAction};
+use crate::api::requests;
 use crate::client::Client;
 
-/// A message to send: kind, target, body.
-pub(super) struct Outgoing {
-    kind: &'static str,
-    relationship: Option<String>,
-    to: Option<String>,
-    body: Value,
-}
-
-impl Outgoing {
-    fn in_rel(kind: &'static str, rel: String, body: Value) -> Outgoing {
-        Outgoing { kind, relationship: Some(rel), to: None, body }
-    }
-}
-
-pub(super) async fn send(client: &Client, out: Outgoing) -> anyhow::Result<Value> {
-    let req = SendRequest { relationship: out.relationship, to: out.to, body: out.body };
-    Ok(client.post(&format!("/v1/send/{}", out.kind), &req).await?)
-}
-
-fn kind_name(kind: &str) -> anyhow::Result<&'static str> {
-    let kind: rapport_protocol::Kind = kind.parse()?;
-    Ok(kind.as_str())
+/// Posts `draft` to the daemon's `POST /v1/send/{kind}`.
+pub(super) async fn send(client: &Client, draft: &Draft) -> anyhow::Result<Value> {
+    Ok(client.post(&format!("/v1/send/{}", draft.kind()), draft).await?)
 }
 
 /// Keeps the salt of a `data_share` commitment, and where its data is, in
 /// `shares/<commitment>.json` (mode 0600) in the data directory: the log carries only the
 /// commitment, and without the salt nobody could show that the data matches it.
-fn remember_share(dir: &Path, commitment: &rapport_protocol::Digest32, file: &Path, salt: &[u8]) -> anyhow::Result<()> {
+fn remember_share(dir: &Path, commitment: &Digest32, file: &Path, salt: &[u8]) -> anyhow::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let shares = dir.join("shares");
     std::fs::create_dir_all(&shares)?;
     let path = shares.join(format!("{}.json", commitment.to_hex()));
-    let record = json!({ "file": std::fs::canonicalize(file)?, "salt": hex::encode(salt) });
+    let record = serde_json::json!({ "file": std::fs::canonicalize(file)?, "salt": hex::encode(salt) });
     let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
     f.write_all(format!("{record}\n").as_bytes()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
+fn rel(hex: &str) -> anyhow::Result<RelationshipId> {
+    Ok(requests::relationship_id(hex)?)
+}
+
+fn key(hex: &str) -> anyhow::Result<KeyId> {
+    Ok(requests::key_id(hex)?)
+}
+
+/// A message id given as `what`.
+fn message(what: &str, hex: &str) -> anyhow::Result<MessageId> {
+    MessageId::from_hex(hex).ok_or_else(|| anyhow::anyhow!("{what} {hex:?} is not a 64-digit hex message id"))
+}
+
+/// One of a closed set of words (a role, a share's content), as the protocol spells it.
+fn word<T: DeserializeOwned>(what: &str, text: &str) -> anyhow::Result<T> {
+    serde_json::from_value(Value::String(text.into())).map_err(|e| anyhow::anyhow!("{what} {text:?}: {e}"))
+}
+
+fn purposes(given: &[String]) -> anyhow::Result<Vec<Purpose>> {
+    given.iter().map(|p| Purpose::new(p.as_str()).map_err(|e| anyhow::anyhow!("purpose {p:?}: {e}"))).collect()
+}
+
+fn categories(given: &[String]) -> anyhow::Result<Vec<Category>> {
+    given.iter().map(|c| Category::new(c.as_str()).map_err(|e| anyhow::anyhow!("category {c:?}: {e}"))).collect()
+}
+
+/// JSON text, or `@FILE` for a file's, read as the daemon reads a request body (no key twice
+/// in an object), then as `T`.
+fn json<T: DeserializeOwned>(what: &str, text: &str) -> anyhow::Result<T> {
+    let text = match text.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?,
+        None => text.to_owned(),
+    };
+    requests::parse(text.as_bytes()).with_context(|| format!("{what}: not valid"))
+}
+
+/// A whole body of `kind` as JSON text (or `@FILE`).
+fn body(kind: Kind, text: &str) -> anyhow::Result<Body> {
+    let value: Value = json(kind.as_str(), text)?;
+    Body::deserialize_kind(kind, &value).map_err(|e| anyhow::anyhow!("{kind} body: {e}"))
+}
+
+fn in_rel(relationship: &str, body: Body) -> anyhow::Result<Draft> {
+    Ok(Draft { relationship: Some(rel(relationship)?), to: None, body })
+}
+
+fn model(m: Model) -> PriceModel {
+    match m {
+        Model::Upfront => PriceModel::Upfront,
+        Model::PerUsage => PriceModel::PerUsage,
+        Model::PerImpact => PriceModel::PerImpact,
+    }
+}
+
 /// Builds the message of a relationship command, or `None` for the other commands.
-pub(super) fn outgoing(dir: &Path, command: &Command) -> anyhow::Result<Option<Outgoing>> {
+pub(super) fn outgoing(dir: &Path, command: &Command) -> anyhow::Result<Option<Draft>> {
     Ok(Some(match command {
-        Command::Offer { to, title, description, model, amount, currency, metric, threshold } => {
-            let mut price = json!({ "model": model.wire(), "amount": { "currency": currency, "minor_units": amount } });
-            if let Some(m) = metric {
-                price["metric"] = json!(m);
-            }
-            if let Some(t) = threshold {
-                price["threshold"] = json!(t);
-            }
-            Outgoing {
-                kind: "offer",
-                relationship: None,
-                to: to.clone(),
-                body: json!({ "title": title, "description": description, "price": price }),
-            }
-        }
-        Command::Intent { title, description, tags } => Outgoing {
-            kind: "intent",
+        Command::Offer { to, title, description, model: m, amount, currency, metric, threshold } => Draft {
+            relationship: None,
+            to: to.as_deref().map(key).transpose()?,
+            body: Body::Offer(Offer {
+                title: title.clone(),
+                description: description.clone(),
+                price: Price {
+                    model: model(*m),
+                    amount: Money::new(currency, *amount),
+                    metric: metric.clone(),
+                    threshold: *threshold,
+                },
+                terms: None,
+            }),
+        },
+        Command::Intent { title, description, tags } => Draft {
             relationship: None,
             to: None,
-            body: json!({ "title": title, "description": description, "tags": tags }),
+            body: Body::Intent(Intent {
+                title: title.clone(),
+                description: description.clone(),
+                tags: tags.clone(),
+                budget: None,
+            }),
         },
-        Command::Terms { action: TermsAction::Propose { target, role, terms, .. } } => Outgoing {
-            kind: "terms_proposal",
-            relationship: target.relationship.clone(),
-            to: target.to.clone(),
-            body: json!({ "role": role, "terms": json_arg(terms.as_deref().unwrap_or_default())? }),
+        Command::Terms { action: TermsAction::Propose { target, role, terms, .. } } => Draft {
+            relationship: target.relationship.as_deref().map(rel).transpose()?,
+            to: target.to.as_deref().map(key).transpose()?,
+            body: Body::TermsProposal(TermsProposal {
+                role: word("role", role.as_deref().unwrap_or_default())?,
+                terms: json("terms", terms.as_deref().unwrap_or_default())?,
+            }),
         },
         Command::Terms { action: TermsAction::Accept { rel, proposal } } => {
-            Outgoing::in_rel("terms_acceptance", rel.clone(), json!({ "proposal": proposal }))
+            in_rel(rel, Body::TermsAcceptance(TermsAcceptance { proposal: message("proposal", proposal)? }))?
         }
-        Command::Terms { action: TermsAction::Reject { rel, proposal, reason, counter } } => {
-            let mut body = json!({ "proposal": proposal, "reason": reason });
-            if let Some(c) = counter {
-                body["counter"] = json_arg(c)?;
-            }
-            Outgoing::in_rel("terms_rejection", rel.clone(), body)
-        }
+        Command::Terms { action: TermsAction::Reject { rel, proposal, reason, counter } } => in_rel(
+            rel,
+            Body::TermsRejection(TermsRejection {
+                proposal: message("proposal", proposal)?,
+                reason: reason.clone(),
+                counter: counter.as_deref().map(|c| json("counter-terms", c)).transpose()?,
+            }),
+        )?,
         Command::Consent {
-            action: ConsentAction::Grant { rel, purposes, categories, third_party, retention_days, expires },
-        } => {
-            let mut body = json!({
-                "purposes": purposes,
-                "categories": categories,
-                "third_party_sharing": third_party,
-                "retention": retention_days * 86_400,
-            });
-            if let Some(e) = expires {
-                body["expires"] = json!(e);
-            }
-            Outgoing::in_rel("consent_grant", rel.clone(), body)
-        }
-        Command::Consent { action: ConsentAction::Revoke { rel, grant, reason } } => {
-            let mut body = json!({ "grant": grant });
-            if let Some(r) = reason {
-                body["reason"] = json!(r);
-            }
-            Outgoing::in_rel("consent_revocation", rel.clone(), body)
-        }
+            action: ConsentAction::Grant { rel, purposes: p, categories: c, third_party, retention_days, expires },
+        } => in_rel(
+            rel,
+            Body::ConsentGrant(ConsentGrant {
+                purposes: purposes(p)?,
+                categories: categories(c)?,
+                third_party_sharing: *third_party,
+                retention: retention_days
+                    .checked_mul(86_400)
+                    .ok_or_else(|| anyhow::anyhow!("--retention-days {retention_days} is too large"))?,
+                expires: *expires,
+            }),
+        )?,
+        Command::Consent { action: ConsentAction::Revoke { rel, grant, reason } } => in_rel(
+            rel,
+            Body::ConsentRevocation(ConsentRevocation { grant: message("grant", grant)?, reason: reason.clone() }),
+        )?,
         Command::Report { kind } => {
-            let (kind, a) = match kind {
-                ReportKind::Usage(a) => ("usage_report", a),
-                ReportKind::Impact(a) => ("impact_report", a),
+            let (wrap, a): (fn(Report) -> Body, _) = match kind {
+                ReportKind::Usage(a) => (Body::UsageReport, a),
+                ReportKind::Impact(a) => (Body::ImpactReport, a),
             };
-            let body = json!({ "metric": a.metric, "unit": a.unit, "start": a.start, "end": a.end, "value": a.value });
-            Outgoing::in_rel(kind, a.rel.clone(), body)
+            let report =
+                Report { metric: a.metric.clone(), unit: a.unit.clone(), start: a.start, end: a.end, value: a.value };
+            in_rel(&a.rel, wrap(report))?
         }
         Command::Countersign { rel, report } => {
-            Outgoing::in_rel("countersignature", rel.clone(), json!({ "report": report }))
+            in_rel(rel, Body::Countersignature(Countersignature { report: message("report", report)? }))?
         }
-        Command::Share { rel, file, content, purpose, categories, media_type } => {
+        Command::Share { rel: r, file, content, purpose, categories: c, media_type } => {
+            // Every check that needs no file comes first: a bad argument leaves no share behind.
+            let relationship = rel(r)?;
+            let content = word("content", content)?;
+            let purpose = purpose
+                .as_deref()
+                .map(|p| Purpose::new(p).map_err(|e| anyhow::anyhow!("purpose {p:?}: {e}")))
+                .transpose()?;
+            let categories = categories(c)?;
             let data = std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let mut salt = [0u8; rapport_protocol::SALT_LEN];
             rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut salt);
-            let commitment = rapport_protocol::Digest32::commit(&salt, &data);
+            let commitment = Digest32::commit(&salt, &data);
             remember_share(dir, &commitment, file, &salt)?;
-            let mut body = json!({
-                "content": content,
-                "categories": categories,
-                "commitment": commitment.to_hex(),
-                "media_type": media_type,
-                "size": data.len(),
-            });
-            if let Some(p) = purpose {
-                body["purpose"] = json!(p);
+            Draft {
+                relationship: Some(relationship),
+                to: None,
+                body: Body::DataShare(DataShare {
+                    content,
+                    purpose,
+                    categories,
+                    commitment,
+                    media_type: media_type.clone(),
+                    size: data.len() as u64,
+                }),
             }
-            Outgoing::in_rel("data_share", rel.clone(), body)
         }
-        Command::Introduce { rel, body } => Outgoing::in_rel("introduction", rel.clone(), json_arg(body)?),
-        Command::Separate { rel, body } => Outgoing::in_rel("separation_notice", rel.clone(), json_arg(body)?),
-        Command::Dispose { rel, body } => Outgoing::in_rel("disposition_statement", rel.clone(), json_arg(body)?),
+        Command::Introduce { rel, body: b } => in_rel(rel, body(Kind::Introduction, b)?)?,
+        Command::Separate { rel, body: b } => in_rel(rel, body(Kind::SeparationNotice, b)?)?,
+        Command::Dispose { rel, body: b } => in_rel(rel, body(Kind::DispositionStatement, b)?)?,
         Command::Close { rel, statement } => {
-            Outgoing::in_rel("closure_receipt", rel.clone(), json!({ "statement": statement }))
+            in_rel(rel, Body::ClosureReceipt(ClosureReceipt { statement: message("statement", statement)? }))?
         }
-        Command::Send { kind, target, body } => Outgoing {
-            kind: kind_name(kind)?,
-            relationship: target.relationship.clone(),
-            to: target.to.clone(),
-            body: json_arg(body)?,
-        },
+        Command::Send { kind, target, body: b } => {
+            let kind: Kind = kind.parse()?;
+            Draft {
+                relationship: target.relationship.as_deref().map(rel).transpose()?,
+                to: target.to.as_deref().map(key).transpose()?,
+                body: body(kind, b)?,
+            }
+        }
         _ => return Ok(None),
     }))
 }

@@ -67,3 +67,49 @@ fn every_section_a_help_text_cites_exists_and_is_about_its_command() {
         assert!(heading.contains(must), "`rapport {command}` cites {heading:?}, not about {must}");
     }
 }
+
+fn draft(args: &[&str]) -> anyhow::Result<Option<rapport_engine::Draft>> {
+    let cli = Cli::try_parse_from(std::iter::once("rapport").chain(args.iter().copied())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    outgoing::outgoing(dir.path(), &cli.command)
+}
+
+/// The commands build the typed request the daemon reads back: the same draft on both sides.
+#[test]
+fn commands_build_typed_drafts() {
+    let to = "ab".repeat(32);
+    let offer = draft(&["offer", "--to", &to, "--title", "Tyres", "--amount", "8900", "--model", "per-usage"])
+        .unwrap()
+        .expect("an offer is a message");
+    assert_eq!(offer.to, rapport_protocol::KeyId::from_hex(&to));
+    let rapport_protocol::Body::Offer(o) = &offer.body else { panic!("{offer:?}") };
+    assert_eq!((o.title.as_str(), o.price.amount.minor_units), ("Tyres", 8900));
+    assert_eq!(o.price.model, rapport_protocol::PriceModel::PerUsage);
+    let json = serde_json::to_vec(&offer).unwrap();
+    let back = crate::api::requests::parse::<crate::api::SendRequest>(&json).unwrap().check("offer").unwrap();
+    assert_eq!(back, offer);
+
+    let rel = "cd".repeat(16);
+    let terms = serde_json::to_string(&describe::example_terms()).unwrap();
+    let proposal =
+        draft(&["terms", "propose", "--rel", &rel, "--role", "customer", "--terms", &terms]).unwrap().unwrap();
+    assert_eq!(proposal.kind(), rapport_protocol::Kind::TermsProposal);
+    assert!(draft(&["status"]).unwrap().is_none(), "status sends nothing");
+}
+
+/// A bad argument fails in the CLI with its reason, before the daemon is asked.
+#[test]
+fn bad_arguments_fail_before_the_daemon() {
+    let rel = "cd".repeat(16);
+    let cases: [(&[&str], &str); 5] = [
+        (&["countersign", "xyz", &"00".repeat(32)], "32-digit hex relationship id"),
+        (&["countersign", &rel, "00"], "report \"00\" is not a 64-digit hex message id"),
+        (&["terms", "propose", "--rel", &rel, "--role", "boss", "--terms", "{}"], "role \"boss\""),
+        (&["consent", "grant", &rel, "--purpose", "nope", "--category", "pd:Location"], "purpose \"nope\""),
+        (&["separate", &rel, "--body", r#"{"effective": 1, "effective": 2}"#], "duplicate key"),
+    ];
+    for (args, reason) in cases {
+        let e = draft(args).expect_err("refused");
+        assert!(format!("{e:#}").contains(reason), "{args:?}: {e:#}");
+    }
+}
