@@ -15,35 +15,86 @@ pub const MAX_ITEMS: usize = 64;
 
 /// Semantic checks beyond the CBOR shape; the error names the offending field.
 pub trait Validate {
-    /// Checks the value; `Err` carries a one-line reason.
-    fn validate(&self) -> Result<(), String>;
+    /// Checks the value.
+    fn validate(&self) -> Result<(), Invalid>;
 }
 
-pub(crate) fn text(field: &str, s: &str, required: bool) -> Result<(), String> {
+/// Why a body that has its kind's CBOR shape breaks one of its rules (spec §5). A peer's
+/// message that breaks one is refused with `schema-violation`, whose text is this error's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    /// A required text or list field is empty.
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+    /// A text field is longer than [`MAX_TEXT`] bytes.
+    #[error("{0} is longer than {MAX_TEXT} bytes")]
+    TooLong(&'static str),
+    /// A list has more than [`MAX_ITEMS`] items.
+    #[error("{0} has more than {MAX_ITEMS} items")]
+    TooMany(&'static str),
+    /// A list that is a set names an entry twice.
+    #[error("{0} repeats an entry")]
+    Repeated(&'static str),
+    /// Not three capital letters. Holds the currency as sent (a problem report cuts its text).
+    #[error("currency {0:?} is not an ISO 4217 code")]
+    Currency(String),
+    /// An upfront price with a metric or threshold.
+    #[error("an upfront price has no metric or threshold")]
+    UpfrontMetric,
+    /// A per-usage price with no metric.
+    #[error("a per-usage price needs a metric")]
+    UsageMetric,
+    /// A per-impact price without both metric and threshold.
+    #[error("a per-impact price needs a metric and a threshold")]
+    ImpactMetric,
+    /// Terms of duration 0.
+    #[error("terms.duration must be positive")]
+    Duration,
+    /// A report's period that does not end after it starts.
+    #[error("period end must be after its start")]
+    Period,
+    /// An `export` share that names a purpose.
+    #[error("an export carries no purpose")]
+    ExportPurpose,
+    /// A `data` or `insight` share with no purpose.
+    #[error("data and insights must name a purpose")]
+    SharePurpose,
+    /// A commission whose fields do not fit its basis.
+    #[error("commission: none has no amount; flat has only amount; percent has only basis_points ≤ 10000")]
+    Commission,
+    /// A disposition item with an export hash it must not have, or without one it must.
+    #[error("export hash is required for, and only for, returned outcomes")]
+    ExportHash,
+    /// A disposition item whose `legal_basis` and `until` do not match `retained`.
+    #[error("legal_basis and until are required for, and only for, retained")]
+    Retention,
+}
+
+pub(crate) fn text(field: &'static str, s: &str, required: bool) -> Result<(), Invalid> {
     if required && s.is_empty() {
-        return Err(format!("{field} must not be empty"));
+        return Err(Invalid::Empty(field));
     }
     if s.len() > MAX_TEXT {
-        return Err(format!("{field} is longer than {MAX_TEXT} bytes"));
+        return Err(Invalid::TooLong(field));
     }
     Ok(())
 }
 
-fn list<T>(field: &str, items: &[T], required: bool) -> Result<(), String> {
+fn list<T>(field: &'static str, items: &[T], required: bool) -> Result<(), Invalid> {
     if required && items.is_empty() {
-        return Err(format!("{field} must not be empty"));
+        return Err(Invalid::Empty(field));
     }
     if items.len() > MAX_ITEMS {
-        return Err(format!("{field} has more than {MAX_ITEMS} items"));
+        return Err(Invalid::TooMany(field));
     }
     Ok(())
 }
 
-fn unique<T: Ord + Clone>(field: &str, items: &[T]) -> Result<(), String> {
+fn unique<T: Ord + Clone>(field: &'static str, items: &[T]) -> Result<(), Invalid> {
     let mut sorted = items.to_vec();
     sorted.sort();
     if sorted.windows(2).any(|w| w[0] == w[1]) {
-        return Err(format!("{field} repeats an entry"));
+        return Err(Invalid::Repeated(field));
     }
     Ok(())
 }
@@ -86,9 +137,9 @@ impl Money {
 }
 
 impl Validate for Money {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(format!("currency {:?} is not an ISO 4217 code", self.currency));
+            return Err(Invalid::Currency(self.currency.clone()));
         }
         Ok(())
     }
@@ -123,15 +174,15 @@ pub struct Price {
 }
 
 impl Validate for Price {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         self.amount.validate()?;
         match (self.model, &self.metric, self.threshold) {
             (PriceModel::Upfront, None, None) => Ok(()),
-            (PriceModel::Upfront, ..) => Err("an upfront price has no metric or threshold".into()),
+            (PriceModel::Upfront, ..) => Err(Invalid::UpfrontMetric),
             (PriceModel::PerUsage, Some(m), _) => text("price.metric", m, true),
             (PriceModel::PerImpact, Some(m), Some(_)) => text("price.metric", m, true),
-            (PriceModel::PerUsage, None, _) => Err("a per-usage price needs a metric".into()),
-            (PriceModel::PerImpact, ..) => Err("a per-impact price needs a metric and a threshold".into()),
+            (PriceModel::PerUsage, None, _) => Err(Invalid::UsageMetric),
+            (PriceModel::PerImpact, ..) => Err(Invalid::ImpactMetric),
         }
     }
 }
@@ -191,9 +242,9 @@ pub struct Terms {
 }
 
 impl Validate for Terms {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         if self.duration == 0 {
-            return Err("terms.duration must be positive".into());
+            return Err(Invalid::Duration);
         }
         self.price.validate()?;
         list("terms.data.purposes", &self.data.purposes, false)?;
@@ -221,7 +272,7 @@ pub struct Offer {
 }
 
 impl Validate for Offer {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         text("title", &self.title, true)?;
         text("description", &self.description, false)?;
         self.price.validate()?;
@@ -245,7 +296,7 @@ pub struct Intent {
 }
 
 impl Validate for Intent {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         text("title", &self.title, true)?;
         text("description", &self.description, false)?;
         list("tags", &self.tags, false)?;
@@ -265,7 +316,7 @@ pub struct TermsProposal {
 }
 
 impl Validate for TermsProposal {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         self.terms.validate()
     }
 }
@@ -293,7 +344,7 @@ pub struct TermsRejection {
 }
 
 impl Validate for TermsRejection {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         text("reason", &self.reason, false)?;
         self.counter.as_ref().map_or(Ok(()), Validate::validate)
     }
@@ -318,7 +369,7 @@ pub struct ConsentGrant {
 }
 
 impl Validate for ConsentGrant {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         list("purposes", &self.purposes, true)?;
         list("categories", &self.categories, true)?;
         unique("purposes", &self.purposes)?;
@@ -338,7 +389,7 @@ pub struct ConsentRevocation {
 }
 
 impl Validate for ConsentRevocation {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         self.reason.as_deref().map_or(Ok(()), |r| text("reason", r, false))
     }
 }
@@ -361,11 +412,11 @@ pub struct Report {
 }
 
 impl Validate for Report {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         text("metric", &self.metric, true)?;
         text("unit", &self.unit, true)?;
         if self.end <= self.start {
-            return Err("period end must be after its start".into());
+            return Err(Invalid::Period);
         }
         Ok(())
     }
@@ -412,14 +463,14 @@ pub struct DataShare {
 }
 
 impl Validate for DataShare {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         list("categories", &self.categories, true)?;
         unique("categories", &self.categories)?;
         text("media_type", &self.media_type, true)?;
         match (self.content, &self.purpose) {
             (ShareContent::Export, None) | (ShareContent::Data | ShareContent::Insight, Some(_)) => Ok(()),
-            (ShareContent::Export, Some(_)) => Err("an export carries no purpose".into()),
-            _ => Err("data and insights must name a purpose".into()),
+            (ShareContent::Export, Some(_)) => Err(Invalid::ExportPurpose),
+            _ => Err(Invalid::SharePurpose),
         }
     }
 }
@@ -465,15 +516,12 @@ pub struct Commission {
 }
 
 impl Validate for Commission {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         match (self.basis, &self.amount, self.basis_points) {
             (CommissionBasis::None, None, None) => Ok(()),
             (CommissionBasis::Flat, Some(m), None) => m.validate(),
             (CommissionBasis::Percent, None, Some(bp)) if bp <= 10_000 => Ok(()),
-            _ => {
-                Err("commission: none has no amount; flat has only amount; percent has only basis_points ≤ 10000"
-                    .into())
-            }
+            _ => Err(Invalid::Commission),
         }
     }
 }
@@ -491,7 +539,7 @@ pub struct Introduction {
 }
 
 impl Validate for Introduction {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         text("party.name", &self.party.name, true)?;
         self.party.contact.as_deref().map_or(Ok(()), |c| text("party.contact", c, true))?;
         text("offering", &self.offering, true)?;
@@ -535,7 +583,7 @@ pub struct SeparationNotice {
 }
 
 impl Validate for SeparationNotice {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         self.reason.as_deref().map_or(Ok(()), |r| text("reason", r, false))?;
         list("disposition", &self.disposition, false)?;
         let cats: Vec<_> = self.disposition.iter().map(|d| d.category.clone()).collect();
@@ -577,14 +625,14 @@ pub struct DispositionItem {
 }
 
 impl Validate for DispositionItem {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         let returned = matches!(self.outcome, Outcome::Returned | Outcome::ReturnedAndDeleted);
         let retained = self.outcome == Outcome::Retained;
         if returned != self.export.is_some() {
-            return Err("export hash is required for, and only for, returned outcomes".into());
+            return Err(Invalid::ExportHash);
         }
         if retained != self.legal_basis.is_some() || retained != self.until.is_some() {
-            return Err("legal_basis and until are required for, and only for, retained".into());
+            return Err(Invalid::Retention);
         }
         self.legal_basis.as_deref().map_or(Ok(()), |b| text("legal_basis", b, true))
     }
@@ -601,7 +649,7 @@ pub struct DispositionStatement {
 }
 
 impl Validate for DispositionStatement {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         list("items", &self.items, false)?;
         let cats: Vec<_> = self.items.iter().map(|d| d.category.clone()).collect();
         unique("item categories", &cats)?;
@@ -668,13 +716,13 @@ pub fn bounded(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
 }
 
 impl Validate for ProblemReport {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         text("code", &self.code, true)?;
         text("text", &self.text, false)
     }
 }
 
 macro_rules! always_valid {
-    ($($t:ty),*) => { $(impl Validate for $t { fn validate(&self) -> Result<(), String> { Ok(()) } })* };
+    ($($t:ty),*) => { $(impl Validate for $t { fn validate(&self) -> Result<(), Invalid> { Ok(()) } })* };
 }
 always_valid!(TermsAcceptance, Countersignature, ClosureReceipt, Receipt);

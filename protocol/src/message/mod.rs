@@ -86,7 +86,7 @@ macro_rules! kinds {
                 Ok(match kind { $(Kind::$variant => Body::$variant(v.deserialized().map_err(schema)?),)* })
             }
 
-            fn validate(&self) -> Result<(), String> {
+            fn validate(&self) -> Result<(), Invalid> {
                 match self { $(Body::$variant(b) => b.validate(),)* }
             }
 
@@ -364,7 +364,7 @@ impl Payload {
         if h.expires_at.is_some_and(|e| e < h.created_at) {
             return bad("exp is before at");
         }
-        self.body.validate().map_err(|e| cbor::Error::Schema(e).into())
+        self.body.validate().map_err(|e| cbor::Error::Schema(e.to_string()).into())
     }
 }
 
