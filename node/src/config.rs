@@ -105,6 +105,13 @@ impl At {
     }
 }
 
+/// Reads TOML `text` of file `path` as `T`; a syntax or schema error is [`Error::Parse`],
+/// with the line and key it points at. The node's configuration and profiles use it, and so do
+/// the market simulation's scenario files.
+pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T, Error> {
+    toml::from_str(text).map_err(|e| parse_error(text, path, &e))
+}
+
 /// A TOML error as [`Error::Parse`], with the line and key it points at.
 fn parse_error(text: &str, path: &Path, e: &toml::de::Error) -> Error {
     let at = e.span().map(|span| At::of(text, span.start));
@@ -182,7 +189,7 @@ impl Layer {
     pub fn parse(text: &str, path: &Path) -> Result<Layer, Error> {
         // TOML itself forbids a key twice in a table; the parser refuses it, so no setting is
         // silently overridden by a later line.
-        toml::from_str(text).map_err(|e| parse_error(text, path, &e))
+        from_toml(text, path)
     }
 }
 
@@ -231,7 +238,7 @@ impl Network {
     pub fn named(name: &str) -> Result<Network, Error> {
         let (_, text) = PROFILES.iter().find(|(n, _)| *n == name).ok_or_else(|| Error::UnknownNetwork(name.into()))?;
         let path = PathBuf::from(format!("networks/{name}.toml"));
-        let profile: Profile = toml::from_str(text).map_err(|e| parse_error(text, &path, &e))?;
+        let profile: Profile = from_toml(text, &path)?;
         if profile.name != name {
             return Err(Error::Parse { path, at: None, detail: format!("names the network {:?}", profile.name) });
         }

@@ -2,38 +2,14 @@
 //! relationships are drawn from, and the faults. Every number a run depends on is here or in
 //! the seed; [`Scenario::check`] refuses a file whose numbers cannot make a valid run.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-/// Why a scenario file was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not a scenario (TOML syntax, unknown or missing keys).
-    #[error("{path}: {detail}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What the parser said.
-        detail: String,
-    },
-    /// A value is out of its range; the message names the key.
-    #[error("{key}: {detail}")]
-    Invalid {
-        /// The key, dotted.
-        key: &'static str,
-        /// What is wrong.
-        detail: String,
-    },
-}
+/// Why a scenario file was refused: the node's configuration error, since a scenario file is
+/// read as the node reads its own (the line and key of a parse error; the key of a value out of
+/// range).
+pub use rapport_node::config::Error;
 
 /// A scenario, as its file gives it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -160,8 +136,7 @@ impl Scenario {
 
     /// Parses and checks the text of a scenario file.
     pub fn parse(text: &str, path: &Path) -> Result<Scenario, Error> {
-        let scenario: Scenario =
-            toml::from_str(text).map_err(|e| Error::Parse { path: path.into(), detail: e.message().to_owned() })?;
+        let scenario: Scenario = rapport_node::config::from_toml(text, path)?;
         scenario.check()?;
         Ok(scenario)
     }
@@ -173,7 +148,7 @@ impl Scenario {
 
     /// Refuses numbers that cannot make a valid run.
     pub fn check(&self) -> Result<(), Error> {
-        let invalid = |key, detail: String| Err(Error::Invalid { key, detail });
+        let invalid = |name, detail: String| Err(Error::Invalid { name, detail });
         let r = &self.relationships;
         if self.customers == 0 || self.vendors == 0 {
             return invalid("customers", "a market needs at least one customer and one vendor".into());
@@ -263,9 +238,9 @@ mod tests {
             .unwrap_or_default();
         let bad = text.replace("stand_notice_day = 330", "stand_notice_day = 355");
         let e = Scenario::parse(&bad, Path::new("x.toml")).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(e.starts_with("relationships.stand_notice_day"), "{e}");
+        assert!(e.starts_with("invalid setting relationships.stand_notice_day: "), "{e}");
         let unknown = format!("{text}\nspeed = 3\n");
         let e = Scenario::parse(&unknown, Path::new("x.toml")).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(e.contains("unknown field"), "{e}");
+        assert!(e.contains("unknown field") && e.contains("x.toml:"), "{e}");
     }
 }
