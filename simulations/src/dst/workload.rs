@@ -8,35 +8,34 @@
 //! that crashed before that is asked again, unless its store kept the message.
 
 use rapport_protocol::{
-    Action, Body, Commission, CommissionBasis, ConsentGrant, ConsentRevocation, Countersignature, DataShare, DataTerms,
+    Body, Commission, CommissionBasis, ConsentGrant, ConsentRevocation, Countersignature, DataShare, DataTerms,
     Digest32, Disposition, DispositionItem, DispositionStatement, KeyId, Message, MessageId, Money, Offer, Outcome,
     Phase, Portability, Price, PriceModel, Relationship, RelationshipId, Renewal, Report, Role, SeparationNotice,
     ShareContent, Terms, TermsAcceptance, TermsProposal, Timestamp,
 };
 use rapport_protocol::{ClosureReceipt, Introduction, ThirdParty};
 
-/// One step of a party.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Step {
-    Offer,
-    Proposal,
-    Acceptance,
-    Grant,
-    Usage,
-    Countersign,
-    Insight,
-    Introduction,
-    Revocation,
-    Notice,
-    Export,
-    Statement,
-    Closure,
-}
+/// One step of a party: the market simulation's actions (`market::plan`), of which the
+/// workload takes the lifecycle's (no decline), with per-usage terms.
+pub(crate) use crate::market::plan::Action;
 
-const VENDOR: &[Step] =
-    &[Step::Offer, Step::Acceptance, Step::Usage, Step::Insight, Step::Introduction, Step::Export, Step::Statement];
-const CUSTOMER: &[Step] =
-    &[Step::Proposal, Step::Grant, Step::Countersign, Step::Revocation, Step::Notice, Step::Closure];
+const VENDOR: &[Action] = &[
+    Action::Offer,
+    Action::Acceptance,
+    Action::Usage,
+    Action::Insight,
+    Action::Introduction,
+    Action::Export,
+    Action::Statement,
+];
+const CUSTOMER: &[Action] = &[
+    Action::Proposal { usage: true },
+    Action::Grant,
+    Action::Countersign,
+    Action::Revocation,
+    Action::Notice,
+    Action::Closure,
+];
 
 /// A message waiting for its node to say it is durable.
 #[derive(Debug, Clone, Copy)]
@@ -64,7 +63,7 @@ pub(crate) struct Script {
     /// Vendor, customer.
     pub cursors: [Cursor; 2],
     /// Steps their own node refused (the race the protocol allows), by step.
-    pub refused: Vec<(Step, rapport_protocol::Code)>,
+    pub refused: Vec<(Action, rapport_protocol::Code)>,
 }
 
 pub(crate) fn slot(role: Role) -> usize {
@@ -74,7 +73,7 @@ pub(crate) fn slot(role: Role) -> usize {
     }
 }
 
-fn steps(role: Role) -> &'static [Step] {
+fn steps(role: Role) -> &'static [Action] {
     match role {
         Role::Vendor => VENDOR,
         Role::Customer => CUSTOMER,
@@ -84,7 +83,7 @@ fn steps(role: Role) -> &'static [Step] {
 /// What a party asks its node to send.
 #[derive(Debug)]
 pub(crate) struct Ask {
-    pub step: Step,
+    pub step: Action,
     pub relationship: Option<RelationshipId>,
     pub to: Option<KeyId>,
     pub body: Body,
@@ -148,7 +147,7 @@ impl Script {
             return None;
         }
         let step = *steps(role).get(cursor.next)?;
-        if step == Step::Offer {
+        if step == Action::Offer {
             let offer = Offer {
                 title: "Rooftop solar lease".into(),
                 description: "Panels, inverter and upkeep; you pay per kWh".into(),
@@ -161,13 +160,15 @@ impl Script {
         let phase = rel.phase();
         let other_role = role.other();
         match step {
-            Step::Offer => None,
-            Step::Proposal => Some(Body::TermsProposal(TermsProposal { role: Role::Customer, terms: terms() })),
-            Step::Acceptance => {
+            Action::Offer | Action::Decline | Action::DeclineStatement => None,
+            Action::Proposal { .. } => {
+                Some(Body::TermsProposal(TermsProposal { role: Role::Customer, terms: terms() }))
+            }
+            Action::Acceptance => {
                 let p = latest(rel, other_role, |b| matches!(b, Body::TermsProposal(_)))?;
                 Some(Body::TermsAcceptance(TermsAcceptance { proposal: p.id() }))
             }
-            Step::Grant => (phase == Phase::Active).then(|| {
+            Action::Grant => (phase == Phase::Active).then(|| {
                 Body::ConsentGrant(ConsentGrant {
                     purposes: vec![purpose()],
                     categories: vec![location()],
@@ -176,7 +177,7 @@ impl Script {
                     expires: None,
                 })
             }),
-            Step::Usage => (phase == Phase::Active).then(|| {
+            Action::Usage => (phase == Phase::Active).then(|| {
                 Body::UsageReport(Report {
                     metric: "kWh".into(),
                     unit: "kWh".into(),
@@ -185,42 +186,45 @@ impl Script {
                     value: 412,
                 })
             }),
-            Step::Countersign => {
+            Action::Countersign => {
                 let r = latest(rel, other_role, |b| matches!(b, Body::UsageReport(_)))?;
                 Some(Body::Countersignature(Countersignature { report: r.id() }))
             }
-            Step::Insight => {
+            Action::Insight => {
                 latest(rel, other_role, |b| matches!(b, Body::ConsentGrant(_)))?;
                 Some(share(ShareContent::Insight))
             }
-            Step::Introduction => Some(Body::Introduction(Introduction {
+            Action::Introduction => Some(Body::Introduction(Introduction {
                 party: ThirdParty { name: "Battery recyclers".into(), key: None, contact: None },
                 offering: "Battery recycling".into(),
                 commission: Commission { basis: CommissionBasis::None, amount: None, basis_points: None },
             })),
-            Step::Revocation => {
+            Action::Revocation => {
                 let g = latest(rel, role, |b| matches!(b, Body::ConsentGrant(_)))?;
                 Some(Body::ConsentRevocation(ConsentRevocation { grant: g.id(), reason: None }))
             }
-            Step::Notice => {
+            Action::Notice => {
                 if self.patient {
                     latest(rel, other_role, |b| matches!(b, Body::Introduction(_)))?;
                 }
                 Some(Body::SeparationNotice(SeparationNotice {
                     effective: now + 2_000,
                     reason: Some("Moving abroad".into()),
-                    disposition: vec![Disposition { category: location(), action: Action::ReturnAndDelete }],
+                    disposition: vec![Disposition {
+                        category: location(),
+                        action: rapport_protocol::Action::ReturnAndDelete,
+                    }],
                 }))
             }
-            Step::Export => (phase == Phase::Separating).then(|| share(ShareContent::Export)),
-            Step::Statement => {
+            Action::Export => (phase == Phase::Separating).then(|| share(ShareContent::Export)),
+            Action::Statement => {
                 let notice = latest(rel, other_role, |b| matches!(b, Body::SeparationNotice(_)))?;
                 Some(Body::DispositionStatement(DispositionStatement {
                     notice: notice.id(),
                     items: vec![returned_and_deleted()],
                 }))
             }
-            Step::Closure => {
+            Action::Closure => {
                 let s = latest(rel, other_role, |b| matches!(b, Body::DispositionStatement(_)))?;
                 Some(Body::ClosureReceipt(ClosureReceipt { statement: s.id() }))
             }

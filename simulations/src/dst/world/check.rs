@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rapport_node::store::Store as _;
 use rapport_protocol::{Body, Code, MessageId, Phase, RelationshipId};
 
-use super::super::workload::Step;
+use super::super::workload::Action;
 use super::World;
 
 /// One party's stored record of one relationship.
@@ -98,7 +98,7 @@ pub(super) fn finish(w: &mut World) -> Result<(), Broken> {
         for (step, code) in &s.refused {
             let expected = matches!(
                 (step, code),
-                (Step::Insight, Code::ConsentRequired | Code::OutOfState) | (Step::Introduction, Code::OutOfState)
+                (Action::Insight, Code::ConsentRequired | Code::OutOfState) | (Action::Introduction, Code::OutOfState)
             );
             if !expected {
                 return Err(("workload", format!("relationship {k}: its own node refused {step:?} with {code}")));
