@@ -14,7 +14,7 @@ use rapport_protocol::Message;
 use serde::{Deserialize, Serialize};
 
 pub use self::requests::{ConnectRequest, FindRequest, SendRequest};
-use crate::engine::{self, Command, Draft, Handle};
+use crate::engine::{self, Command, Handle};
 use crate::store::Store;
 
 pub mod requests;
@@ -202,6 +202,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/relationships", get(relationships))
         .route("/v1/relationships/{id}/log", get(log))
         .route("/v1/relationships/{id}/export", get(export))
+        .route("/v1/outbox/retry", post(retry))
         .route("/v1/blocked", get(blocked))
         .route("/v1/blocked/{key}", put(block).delete(unblock))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
@@ -266,8 +267,7 @@ async fn send(
     Path(kind): Path<String>,
     Strict(req): Strict<SendRequest>,
 ) -> ApiResult<engine::Submitted> {
-    let requests::Outgoing { relationship, to, body } = req.check(&kind)?;
-    let draft = Draft { relationship, to, body };
+    let draft = req.check(&kind)?;
     Ok(Json(s.handle.ask(|tx| Command::Send(Box::new(draft), tx)).await??))
 }
 
@@ -300,6 +300,19 @@ async fn public(State(s): State<AppState>) -> ApiResult<Vec<PublicEntry>> {
             })
             .collect(),
     ))
+}
+
+/// The answer to `POST /v1/outbox/retry`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Retried {
+    /// Messages waiting in the outbox, all of them due now.
+    pub waiting: usize,
+}
+
+/// Makes every message waiting in the outbox due now, as if its backoff had passed, and sends
+/// what can go (one message per relationship, as always).
+async fn retry(State(s): State<AppState>) -> ApiResult<Retried> {
+    Ok(Json(Retried { waiting: s.handle.ask(Command::RetryNow).await? }))
 }
 
 /// The block list, or one change to it.

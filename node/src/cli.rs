@@ -45,16 +45,6 @@ enum Model {
     PerImpact,
 }
 
-impl Model {
-    fn wire(self) -> &'static str {
-        match self {
-            Model::Upfront => "upfront",
-            Model::PerUsage => "per_usage",
-            Model::PerImpact => "per_impact",
-        }
-    }
-}
-
 /// Where a relationship message goes.
 #[derive(Debug, Args)]
 struct Target {
@@ -328,6 +318,9 @@ enum Command {
     },
     /// The blocked keys.
     Blocked,
+    /// Send every message waiting in the outbox now, without waiting out its backoff (after
+    /// a peer you know is back, or a network change).
+    Retry,
     /// Salvage a damaged log store, with the daemon stopped: every whole frame is copied into a
     /// new log, which replaces the damaged file; that file is kept beside it.
     Repair,
@@ -444,14 +437,6 @@ fn data_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 /// JSON given inline or as `@FILE`.
-fn json_arg(text: &str) -> anyhow::Result<Value> {
-    let text = match text.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?,
-        None => text.to_owned(),
-    };
-    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("invalid JSON: {e}"))
-}
-
 fn s(v: &Value, key: &str) -> String {
     match &v[key] {
         Value::String(s) => s.clone(),
@@ -492,8 +477,8 @@ type Render = Box<dyn Fn(&Value) -> String>;
 
 async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::Result<()> {
     let client = Client::for_data_dir(dir)?;
-    let (value, text): (Value, Render) = if let Some(out) = outgoing(dir, &command)? {
-        let v = send(&client, out).await?;
+    let (value, text): (Value, Render) = if let Some(draft) = outgoing(dir, &command)? {
+        let v = send(&client, &draft).await?;
         (
             v,
             Box::new(|v| {
@@ -641,6 +626,14 @@ async fn client_command(dir: &Path, as_json: bool, command: Command) -> anyhow::
             Command::Blocked => (
                 client.get("/v1/blocked").await?,
                 Box::new(|v| lines(&v["blocked"], |k| k.as_str().unwrap_or_default().to_owned())),
+            ),
+            Command::Retry => (
+                client.post("/v1/outbox/retry", &serde_json::json!({})).await?,
+                Box::new(|v| match v["waiting"].as_u64() {
+                    Some(0) => "the outbox is empty".to_owned(),
+                    Some(n) => format!("{n} waiting messages are due now"),
+                    None => v.to_string(),
+                }),
             ),
             _ => anyhow::bail!("not a client command"),
         }

@@ -60,6 +60,10 @@ fn messages_for_a_stopped_node_are_delivered_once_it_returns_even_across_a_sende
     vendor.stop_with("INT");
     vendor.start();
     assert_eq!(json(&vendor.dir, &["status"])["outbox"], 2);
+    // Asked to retry now, it says what waits (the customer is still down, so both do).
+    assert_eq!(json(&vendor.dir, &["retry"])["waiting"], 2);
+    let out = rapport(&vendor.dir, &["retry"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 waiting messages are due now"), "{out:?}");
     // No `connect`: the vendor remembers where the customer listens, and its outbox finds her.
     customer.start();
     wait_for("both receipts", || (json(&vendor.dir, &["status"])["outbox"] == 0).then_some(()));
