@@ -10,9 +10,13 @@ pub const BASE: Duration = Duration::from_millis(500);
 /// No retry waits longer than this.
 pub const MAX: Duration = Duration::from_secs(5 * 60);
 
-/// A recipient for whom no address is known waits at least this long before its next attempt,
-/// unless an address turns up first.
-pub const UNKNOWN_BASE: Duration = Duration::from_secs(30);
+/// A recipient for whom no address is known waits at least half this long before its next
+/// attempt, unless a connection or an address turns up first. Trying again cannot reach a peer
+/// no address is known for; only news can (a connection, a lookup's answer, identify, mDNS),
+/// and news ends the wait at once. The timer is the fallback for news missed, so it is long:
+/// a vendor with 100,000 offline customers makes no attempt at all in the minutes after its
+/// offers, and at most one per customer every 15 to 30 minutes later.
+pub const UNKNOWN_BASE: Duration = Duration::from_secs(5 * 60);
 /// ... and at most this long.
 pub const UNKNOWN_MAX: Duration = Duration::from_secs(30 * 60);
 

@@ -408,7 +408,9 @@ impl State {
         let Loaded { relationships, outbox: stored, blocked } = loaded;
         let mut quotas = quota::Quotas::new(config.quota, blocked);
         // Each of our messages' place in its relationship, from the relationships replayed.
-        let mut places: HashMap<MessageId, (RelationshipId, u64)> = HashMap::new();
+        // And its recipient: the outbox entry's peer is that key's node id, so nothing needs to
+        // decode the stored base58 form (100,000 decodes at a vendor's restart).
+        let mut places: HashMap<MessageId, (RelationshipId, u64, Option<KeyId>)> = HashMap::with_capacity(stored.len());
         for rel in relationships.iter() {
             // Unanswered: the other party opened it and every chained message is theirs.
             let opener = rel.key(rel.opener());
@@ -417,17 +419,23 @@ impl State {
                 quotas.restore(rel.id(), opener, bytes);
             }
             for m in rel.log().iter().filter(|m| m.header().from == me) {
-                places.insert(m.id(), (rel.id(), m.header().seq));
+                places.insert(m.id(), (rel.id(), m.header().seq, m.header().to));
             }
         }
-        let mut outbox = outbox::Outbox::new();
+        let mut outbox = outbox::Outbox::with_capacity(stored.len());
         for (entry, bytes) in stored {
-            let Some(peer) = NodeId::from_base58(&entry.peer) else {
-                tracing::warn!(id = %entry.id, peer = %entry.peer, "outbox entry with an invalid peer id; skipped");
-                continue;
+            let known = places.get(&entry.id).copied();
+            let peer = match known.and_then(|(_, _, to)| to) {
+                Some(to) => NodeId::of_key(&to),
+                None => match NodeId::from_base58(&entry.peer) {
+                    Some(peer) => peer,
+                    None => {
+                        tracing::warn!(id = %entry.id, peer = %entry.peer, "outbox entry with an invalid peer id; skipped");
+                        continue;
+                    }
+                },
             };
-            let place = places.get(&entry.id).copied();
-            outbox.insert(entry, peer, place, bytes);
+            outbox.insert(entry, peer, known.map(|(rel, seq, _)| (rel, seq)), bytes);
         }
         let state = State {
             key,

@@ -66,6 +66,16 @@ impl Outbox {
         Outbox::default()
     }
 
+    /// An empty outbox with room for `n` messages (to as many recipients) before it grows.
+    pub fn with_capacity(n: usize) -> Outbox {
+        Outbox {
+            entries: HashMap::with_capacity(n),
+            by_rel: HashMap::with_capacity(n),
+            by_peer: HashMap::with_capacity(n),
+            ..Outbox::default()
+        }
+    }
+
     /// Adds a message to deliver to `peer`. The earliest undelivered message of its
     /// relationship is scheduled at `stored.next_attempt`; later ones wait for it.
     pub fn insert(&mut self, stored: OutboxEntry, peer: NodeId, place: Option<Place>, bytes: Arc<[u8]>) {

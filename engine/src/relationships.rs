@@ -97,6 +97,10 @@ fn first_refusal(rel: &relationship::Relationship) -> Option<Refusal> {
         .min_by_key(|r| r.seq)
 }
 
+/// A relationship rebuilt from its stored envelopes ([`Relationships::rebuild`]): `None` for
+/// no envelopes, or why they did not replay.
+pub type Rebuilt = Result<Option<relationship::Relationship>, Error>;
+
 /// Every relationship of one node.
 #[derive(Debug, Default)]
 pub struct Relationships {
@@ -136,7 +140,23 @@ impl Relationships {
         if self.damaged.contains_key(&id) {
             return Ok(());
         }
-        match Relationships::replay_one(&id, envelopes) {
+        self.insert_rebuilt(id, Relationships::rebuild(&id, envelopes))
+    }
+
+    /// What [`Relationships::replay`] computes, without touching any state: a driver with many
+    /// relationships to load rebuilds them on several threads, then hands each result to
+    /// [`Relationships::insert_rebuilt`] in the store's order.
+    pub fn rebuild<B: AsRef<[u8]>>(id: &RelationshipId, envelopes: &[B]) -> Rebuilt {
+        Relationships::replay_one(id, envelopes)
+    }
+
+    /// Takes in relationship `id` as [`Relationships::rebuild`] made it: one that did not
+    /// replay is set aside as damaged (and named in the log), and the error says why.
+    pub fn insert_rebuilt(&mut self, id: RelationshipId, rebuilt: Rebuilt) -> Result<(), Error> {
+        if self.damaged.contains_key(&id) {
+            return Ok(());
+        }
+        match rebuilt {
             Ok(Some(rel)) => {
                 if let Some(refusal) = first_refusal(&rel) {
                     self.refusals.insert(id, refusal);
