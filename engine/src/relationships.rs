@@ -143,6 +143,11 @@ impl Relationships {
         self.insert_rebuilt(id, Relationships::rebuild(&id, envelopes))
     }
 
+    /// Makes room for `n` more relationships (a driver about to take in a store's).
+    pub fn reserve(&mut self, n: usize) {
+        self.map.reserve(n);
+    }
+
     /// What [`Relationships::replay`] computes, without touching any state: a driver with many
     /// relationships to load rebuilds them on several threads, then hands each result to
     /// [`Relationships::insert_rebuilt`] in the store's order.

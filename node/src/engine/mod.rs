@@ -194,6 +194,7 @@ pub fn load_relationships(store: &dyn Store) -> Result<Relationships, crate::sto
     }
     let ids = store.relationships()?;
     let rebuilt = in_parallel(&ids, |id| Ok(Relationships::rebuild(id, &store.relationship(id)?)))?;
+    relationships.reserve(ids.len());
     for (id, rebuilt) in ids.into_iter().zip(rebuilt) {
         // A relationship that does not replay is set aside inside; the others load.
         let _ = relationships.insert_rebuilt(id, rebuilt);
