@@ -141,19 +141,33 @@ fn rel_of(submitted: &Submitted) -> RelationshipId {
     RelationshipId::from_bytes(bytes)
 }
 
-#[test]
-fn a_final_refusal_gives_up_what_follows_and_refuses_what_comes_next() {
-    let vendor = key(1);
-    let customer = key(2);
-    let mut node = Node::new(vendor);
+/// A vendor's node connected to a customer, its offer to her on the wire.
+struct Opened {
+    node: Node,
+    customer: SigningKey,
+    submitted: Submitted,
+    rel: RelationshipId,
+    request: RequestId,
+    peer: NodeId,
+    first: Message,
+}
+
+fn opened(vendor: u8, customer: u8, title: &str) -> Opened {
+    let customer = key(customer);
+    let mut node = Node::new(key(vendor));
     let her = NodeId::of_key(&id_of(&customer));
     node.handle(Input::Connected(her));
-
-    let opened = node.send(None, Some(id_of(&customer)), offer("Winter tariff")).expect("the offer is accepted");
-    let rel = rel_of(&opened);
+    let submitted = node.send(None, Some(id_of(&customer)), offer(title)).expect("the offer is accepted");
+    let rel = rel_of(&submitted);
     let (request, peer, first) = node.take_request();
     assert_eq!(peer, her);
-    assert_eq!(first.id().to_hex(), opened.id);
+    assert_eq!(first.id().to_hex(), submitted.id);
+    Opened { node, customer, submitted, rel, request, peer, first }
+}
+
+#[test]
+fn a_final_refusal_gives_up_what_follows_and_refuses_what_comes_next() {
+    let Opened { mut node, customer, submitted: opened, rel, request, peer, first } = opened(1, 2, "Winter tariff");
 
     // A second message in the relationship waits behind the first: it is not sent yet.
     let second = node.send(Some(rel), None, proposal()).expect("his terms may follow his offer").id;
@@ -172,7 +186,7 @@ fn a_final_refusal_gives_up_what_follows_and_refuses_what_comes_next() {
 
     // A new message in that relationship is refused before it is signed or stored.
     let staged_before = node.state.relationships().get(&rel).expect("the relationship").log().len();
-    match node.send(Some(rel), None, offer("Winter tariff, third try")) {
+    match node.send(Some(rel), None, proposal()) {
         Err(Error::Refused { code: Code::Fork, detail }) => {
             assert!(detail.contains(&opened.id), "the reason names the refused message: {detail}")
         }
@@ -186,15 +200,7 @@ fn a_final_refusal_gives_up_what_follows_and_refuses_what_comes_next() {
 
 #[test]
 fn a_transient_refusal_is_retried() {
-    let vendor = key(3);
-    let customer = key(4);
-    let mut node = Node::new(vendor);
-    let her = NodeId::of_key(&id_of(&customer));
-    node.handle(Input::Connected(her));
-
-    let opened = node.send(None, Some(id_of(&customer)), offer("Heat pump service")).expect("the offer is accepted");
-    let rel = rel_of(&opened);
-    let (request, peer, first) = node.take_request();
+    let Opened { mut node, customer, rel, request, peer, first, .. } = opened(3, 4, "Heat pump service");
     node.handle(Input::Answer { request, peer, answer: Ok(problem(&customer, &first, Code::RateLimited)) });
 
     assert!(node.delivered.is_empty(), "a rate-limited message is not given up");
