@@ -28,6 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use libp2p::{Multiaddr, PeerId, Swarm};
 use rapport_engine::{CommandId, GossipId, Input, Loaded, Output, State, StoreFailure};
 use rapport_protocol::{envelope, KeyId, Message, MessageId, RelationshipId, Timestamp};
+use rayon::prelude::*;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{debug, info, warn};
 
@@ -192,8 +193,10 @@ pub fn load_relationships(store: &dyn Store) -> Result<Relationships, crate::sto
             );
         }
     }
+    // 100,000 relationships are 100,000 independent reads and replays: on every core.
     let ids = store.relationships()?;
-    let rebuilt = in_parallel(&ids, |id| Ok(Relationships::rebuild(id, &store.relationship(id)?)))?;
+    let rebuilt: Vec<_> =
+        ids.par_iter().map(|id| Ok(Relationships::rebuild(id, &store.relationship(id)?))).collect::<Result<_, _>>()?;
     relationships.reserve(ids.len());
     for (id, rebuilt) in ids.into_iter().zip(rebuilt) {
         // A relationship that does not replay is set aside inside; the others load.
@@ -202,38 +205,12 @@ pub fn load_relationships(store: &dyn Store) -> Result<Relationships, crate::sto
     Ok(relationships)
 }
 
-/// `f` of each item, in order, computed on as many threads as the machine has cores (at most
-/// 8), each taking a contiguous share; the first error, in order, wins. Loading a node with
-/// 100,000 relationships is reading and decoding 100,000 independent records.
-fn in_parallel<T: Sync, R: Send>(
-    items: &[T],
-    f: impl Fn(&T) -> Result<R, crate::store::Error> + Sync,
-) -> Result<Vec<R>, crate::store::Error> {
-    const SMALL: usize = 256;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    if threads == 1 || items.len() < SMALL {
-        return items.iter().map(&f).collect();
-    }
-    let share = items.len().div_ceil(threads);
-    let parts: Vec<Result<Vec<R>, crate::store::Error>> = std::thread::scope(|scope| {
-        let f = &f;
-        let handles: Vec<_> =
-            items.chunks(share).map(|part| scope.spawn(move || part.iter().map(f).collect())).collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
-    });
-    let mut out = Vec::with_capacity(items.len());
-    for part in parts {
-        out.extend(part?);
-    }
-    Ok(out)
-}
-
 /// Reads a node's store into what its state starts with: the relationships
 /// ([`load_relationships`]), the outbox with its messages, and the block list.
 pub fn load(store: &dyn Store, blocked: Vec<KeyId>) -> Result<Loaded, crate::store::Error> {
     let relationships = load_relationships(store)?;
     let entries = store.outbox()?;
-    let messages = in_parallel(&entries, |entry| store.message(&entry.id))?;
+    let messages: Vec<_> = entries.par_iter().map(|entry| store.message(&entry.id)).collect::<Result<_, _>>()?;
     let mut outbox = Vec::with_capacity(entries.len());
     for (entry, message) in entries.into_iter().zip(messages) {
         match message {
