@@ -99,12 +99,14 @@ fn first_refusal(rel: &relationship::Relationship) -> Option<Refusal> {
 
 /// A relationship rebuilt from its stored envelopes ([`Relationships::rebuild`]): `None` for
 /// no envelopes, or why they did not replay.
-pub type Rebuilt = Result<Option<relationship::Relationship>, Error>;
+/// Boxed, so that taking 100,000 of them into the map moves pointers, not structs; with its
+/// first final refusal, found where it was rebuilt.
+pub type Rebuilt = Result<Option<(Box<relationship::Relationship>, Option<Refusal>)>, Error>;
 
 /// Every relationship of one node.
 #[derive(Debug, Default)]
 pub struct Relationships {
-    map: HashMap<RelationshipId, relationship::Relationship>,
+    map: HashMap<RelationshipId, Box<relationship::Relationship>>,
     /// The first chained message of each relationship refused for good, if any.
     refusals: HashMap<RelationshipId, Refusal>,
     /// Relationships whose stored messages no longer replay (the store was damaged), with why:
@@ -152,7 +154,11 @@ impl Relationships {
     /// relationships to load rebuilds them on several threads, then hands each result to
     /// [`Relationships::insert_rebuilt`] in the store's order.
     pub fn rebuild<B: AsRef<[u8]>>(id: &RelationshipId, envelopes: &[B]) -> Rebuilt {
-        Relationships::replay_one(id, envelopes)
+        let rel = Relationships::replay_one(id, envelopes)?;
+        Ok(rel.map(|rel| {
+            let refusal = first_refusal(&rel);
+            (Box::new(rel), refusal)
+        }))
     }
 
     /// Takes in relationship `id` as [`Relationships::rebuild`] made it: one that did not
@@ -162,8 +168,8 @@ impl Relationships {
             return Ok(());
         }
         match rebuilt {
-            Ok(Some(rel)) => {
-                if let Some(refusal) = first_refusal(&rel) {
+            Ok(Some((rel, refusal))) => {
+                if let Some(refusal) = refusal {
                     self.refusals.insert(id, refusal);
                 }
                 self.map.insert(id, rel);
@@ -186,12 +192,12 @@ impl Relationships {
 
     /// Every relationship, in no order.
     pub fn iter(&self) -> impl Iterator<Item = &relationship::Relationship> {
-        self.map.values()
+        self.map.values().map(|r| &**r)
     }
 
     /// The relationship `id`.
     pub fn get(&self, id: &RelationshipId) -> Option<&relationship::Relationship> {
-        self.map.get(id)
+        self.map.get(id).map(|r| &**r)
     }
 
     /// Applies `m` at `now`: opens a relationship or advances one. On `Err` nothing changed.
@@ -217,12 +223,12 @@ impl Relationships {
             Some(rel) => rel.handle(m, now, policy)?,
             None => {
                 let (rel, events) = relationship::Relationship::open(m, now, policy)?;
-                self.map.insert(id, rel);
+                self.map.insert(id, Box::new(rel));
                 events
             }
         };
         if matches!(m.body(), Body::ProblemReport(_)) {
-            if let Some(refusal) = self.map.get(&id).and_then(first_refusal) {
+            if let Some(refusal) = self.map.get(&id).and_then(|r| first_refusal(r)) {
                 self.refusals.insert(id, refusal);
             }
         }
@@ -248,7 +254,7 @@ impl Relationships {
             if let Some(refusal) = first_refusal(&rel) {
                 self.refusals.insert(*id, refusal);
             }
-            self.map.insert(*id, rel);
+            self.map.insert(*id, Box::new(rel));
         }
         Ok(())
     }
