@@ -79,28 +79,30 @@ pub fn transient(code: &str) -> bool {
 /// The earliest of `rel`'s chained messages that a stored problem report of its recipient
 /// refuses for good.
 fn first_refusal(rel: &relationship::Relationship) -> Option<Refusal> {
-    rel.acknowledgements()
-        .filter_map(|a| match a.body() {
-            Body::ProblemReport(p) if !transient(&p.code) => {
-                let id = p.message?;
-                let m = rel.log().iter().find(|m| m.id() == id)?;
-                // Refused by its recipient, not by its own sender.
-                (m.header().from != a.header().from).then(|| Refusal {
-                    message: id,
-                    sender: m.header().from,
-                    seq: m.header().seq,
-                    code: p.code.clone(),
-                })
-            }
-            _ => None,
-        })
-        .min_by_key(|r| r.seq)
+    rel.acknowledgements().filter_map(|a| refusal_in(rel, a)).min_by_key(|r| r.seq)
 }
 
-/// A relationship rebuilt from its stored envelopes ([`Relationships::rebuild`]): `None` for
-/// no envelopes, or why they did not replay.
-/// Boxed, so that taking 100,000 of them into the map moves pointers, not structs; with its
-/// first final refusal, found where it was rebuilt.
+/// The chained message of `rel` that acknowledgement `a` refuses for good, if `a` is a final
+/// problem report from that message's recipient.
+fn refusal_in(rel: &relationship::Relationship, a: &Message) -> Option<Refusal> {
+    let Body::ProblemReport(p) = a.body() else { return None };
+    if transient(&p.code) {
+        return None;
+    }
+    let id = p.message?;
+    let m = rel.log().iter().find(|m| m.id() == id)?;
+    // Refused by its recipient, not by its own sender.
+    (m.header().from != a.header().from).then(|| Refusal {
+        message: id,
+        sender: m.header().from,
+        seq: m.header().seq,
+        code: p.code.clone(),
+    })
+}
+
+/// A relationship rebuilt from its stored envelopes ([`Relationships::rebuild`]), with its
+/// first final refusal, found where it was rebuilt; `None` for no envelopes, or why they did
+/// not replay. Boxed, so that taking 100,000 of them into the map moves pointers, not structs.
 pub type Rebuilt = Result<Option<(Box<relationship::Relationship>, Option<Refusal>)>, Error>;
 
 /// Every relationship of one node.
@@ -227,8 +229,9 @@ impl Relationships {
                 events
             }
         };
-        if matches!(m.body(), Body::ProblemReport(_)) {
-            if let Some(refusal) = self.map.get(&id).and_then(|r| first_refusal(r)) {
+        // Only the report just applied can change which refusal comes first.
+        if let Some(refusal) = self.map.get(&id).and_then(|r| refusal_in(r, m)) {
+            if self.refusals.get(&id).is_none_or(|known| refusal.seq < known.seq) {
                 self.refusals.insert(id, refusal);
             }
         }
